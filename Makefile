@@ -1,0 +1,37 @@
+# walrusds: the targets the README and .ci/run use.
+#   make run    set up what is missing, then run the whole stack with embedded defaults
+#   make test   set up what is missing, then run every check and test
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test check lint typecheck proto proto-check pytest clean
+
+setup:
+	@./scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/walrusds up
+
+test: setup check pytest
+
+check: lint typecheck proto-check
+
+lint:
+	$(VENV)/bin/ruff check walrusds tests bench
+
+typecheck:
+	$(VENV)/bin/mypy walrusds tests
+
+proto:
+	./scripts/genproto.sh
+
+proto-check:
+	./scripts/genproto.sh --check
+
+pytest:
+	$(VENV)/bin/pytest -m "not realnet"
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build
