@@ -1,0 +1,1 @@
+"""Generated gRPC code for the walrusds.v1 API (``make proto`` regenerates it from proto/)."""
