@@ -1,0 +1,1 @@
+"""The ``walrusds`` command line: one module per sub-command (``cmd_<name>.py``)."""

@@ -1,0 +1,57 @@
+"""Entry point of the ``walrusds`` command: builds the parser from the sub-command modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from walrusds import __version__
+from walrusds.errors import WalrusdsError
+
+# Each module exposes register(subparsers) which adds its parser and sets `func` to a callable
+# taking the parsed namespace and returning an exit code.
+COMMAND_MODULES = (
+    "serve",
+    "up",
+    "migrate",
+    "ds",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="walrusds",
+        description="A Kubo datastore service that keeps IPFS blocks on Walrus "
+        "with a PostgreSQL index.",
+    )
+    parser.add_argument("--version", action="version", version=f"walrusds {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"walrusds.cli.cmd_{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except WalrusdsError as exc:
+        print(f"walrusds {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

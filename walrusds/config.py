@@ -1,0 +1,226 @@
+"""Configuration: a TOML file and/or ``WALRUSDS_*`` environment variables.
+
+Precedence: built-in defaults < TOML file (``--config FILE`` or ``WALRUSDS_CONFIG``) <
+environment. Top-level keys map to ``WALRUSDS_<KEY>`` (``WALRUSDS_LISTEN``), keys of a section to
+``WALRUSDS_<SECTION>_<KEY>`` (``WALRUSDS_POSTGRES_DSN``). Lists in the environment are
+comma-separated. An unknown key in the file, or a value of the wrong type, stops start-up with a
+message that names the key. See docs/configuration.md for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from walrusds.errors import ConfigError
+from walrusds.keys import DEFAULT_MAX_KEY_SIZE
+
+MiB = 1024 * 1024
+DEFAULT_LISTEN = "127.0.0.1:7070"
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# 16 MiB of value plus room for the key and protobuf framing.
+MESSAGE_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    dsn: str = ""
+    # Postgres schema that holds this dataset's tables; composed with psycopg.sql.Identifier.
+    schema: str = "walrusds"
+    # File holding the password (mode 0600); used when the DSN has none.
+    password_file: str = ""
+    pool_min: int = 2
+    pool_max: int = 16
+    connect_timeout: float = 10.0
+    # Upper bound for one SQL statement (SET statement_timeout per connection).
+    statement_timeout: float = 60.0
+    # Seconds a caller waits for a pooled connection before RESOURCE_EXHAUSTED.
+    pool_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_key_size: int = DEFAULT_MAX_KEY_SIZE
+    max_value_size: int = 16 * MiB
+    # A Batch is held in memory until its stream ends: bound it.
+    max_batch_bytes: int = 512 * MiB
+    max_batch_ops: int = 1_000_000
+    max_lookup_keys: int = 4096
+    # Byte budget of one Lookup response in LOOKUP_MODE_GET.
+    max_lookup_bytes: int = 32 * MiB
+    max_concurrent_rpcs: int = 2048
+    # Entries per Query response message.
+    query_page: int = 1000
+    # Query with a value order sorts in memory: at most this many entries.
+    max_value_sort_entries: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    # A TCP listener on a non-loopback address requires tls_cert + tls_key and a token_file
+    # (or tls_client_ca for mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Clients must present a certificate signed by this CA (mutual TLS).
+    tls_client_ca: str = ""
+    # File (mode 0600) holding the bearer token clients send as `authorization: Bearer ...`.
+    token_file: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "default"
+    listen: str = DEFAULT_LISTEN
+    read_only: bool = False
+    # Seconds in-flight calls get to finish on SIGTERM.
+    grace: float = 10.0
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+
+    @property
+    def max_message_size(self) -> int:
+        return max(self.limits.max_value_size, self.limits.max_lookup_bytes) + MESSAGE_OVERHEAD
+
+    def validate(self) -> Config:
+        """Check cross-field rules; return self or raise ConfigError naming the key."""
+        if not IDENTIFIER_RE.match(self.postgres.schema):
+            raise ConfigError(
+                f"postgres.schema {self.postgres.schema!r} is not a valid name: use 1-63 "
+                "characters of a-z, 0-9 and _, starting with a letter or _"
+            )
+        if not self.dataset or len(self.dataset) > 128 or not self.dataset.isprintable():
+            raise ConfigError("dataset must be a printable name of 1-128 characters")
+        if self.postgres.pool_min < 1 or self.postgres.pool_max < self.postgres.pool_min:
+            raise ConfigError("postgres.pool_min must be >= 1 and <= postgres.pool_max")
+        lim = self.limits
+        if not 2 <= lim.max_key_size <= 2048:
+            raise ConfigError("limits.max_key_size must be between 2 and 2048 bytes")
+        if not 1 <= lim.max_value_size <= 1024 * MiB:
+            raise ConfigError("limits.max_value_size must be between 1 byte and 1 GiB")
+        for name in ("max_batch_bytes", "max_batch_ops", "max_lookup_keys", "max_lookup_bytes",
+                     "max_concurrent_rpcs", "query_page", "max_value_sort_entries"):
+            if getattr(lim, name) < 1:
+                raise ConfigError(f"limits.{name} must be positive")
+        if self.grace < 0:
+            raise ConfigError("grace must not be negative")
+        sec = self.security
+        if bool(sec.tls_cert) != bool(sec.tls_key):
+            raise ConfigError("security.tls_cert and security.tls_key go together")
+        if sec.tls_client_ca and not sec.tls_cert:
+            raise ConfigError("security.tls_client_ca needs security.tls_cert and tls_key")
+        return self
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "postgres": PostgresConfig,
+    "limits": LimitsConfig,
+    "security": SecurityConfig,
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from defaults, an optional TOML file and the environment."""
+    env = os.environ if env is None else env
+    path = path or env.get("WALRUSDS_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    _merge_env(raw, env)
+    config: Config = _build(Config, raw, "")
+    return config.validate()
+
+
+def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for f in dataclasses.fields(Config):
+        if f.name in SECTIONS:
+            section = raw.setdefault(f.name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{f.name} must be a table")
+            for sf in dataclasses.fields(SECTIONS[f.name]):
+                name = f"WALRUSDS_{f.name.upper()}_{sf.name.upper()}"
+                if name in env:
+                    section[sf.name] = env[name]
+        else:
+            name = f"WALRUSDS_{f.name.upper()}"
+            if name in env:
+                raw[f.name] = env[name]
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown configuration key {where}{unknown[0]}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        f = known[name]
+        if name in SECTIONS and cls is Config:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{name} must be a table")
+            values[name] = _build(SECTIONS[name], value, f"{name}.")
+        else:
+            values[name] = _coerce(value, f.type, f"{where}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, type_name: Any, key: str) -> Any:
+    kind = str(type_name)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "tuple[str, ...]":
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    raise ConfigError(f"{key}: expected {kind}, got {value!r}")
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """Read a secret from a file that only its owner can read (mode 0600 or stricter)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path}: {exc.strerror}") from None
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} file {path} is readable by group or others (mode {st.st_mode & 0o777:o}); "
+            "chmod 600 it"
+        )
+    return Path(path).read_text().strip()

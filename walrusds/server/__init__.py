@@ -1,0 +1,1 @@
+"""The gRPC server: the servicer, the error mapping, and server assembly."""

@@ -1,0 +1,174 @@
+"""Assembles and runs the service: pool, migrations, datastore, gRPC server, health, workers.
+
+Shutdown order (SIGTERM): health goes NOT_SERVING first, then the server stops accepting calls
+and gives in-flight ones ``config.grace`` seconds, then background workers stop, then the pool
+closes. Nothing writes after :meth:`Service.stop` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from psycopg_pool import AsyncConnectionPool
+
+from walrusds.config import Config
+from walrusds.datastore import Datastore, PackedReader
+from walrusds.errors import ConfigError, WalrusdsError
+from walrusds.index import Index, migrate, open_pool
+from walrusds.index.migrate import DatasetIdentity, check_schema
+from walrusds.server.listen import (
+    TokenInterceptor,
+    check_exposure,
+    load_token,
+    parse_listen,
+    server_credentials,
+)
+from walrusds.server.service import DatastoreService
+from walrusds.v1 import datastore_pb2, datastore_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = datastore_pb2.DESCRIPTOR.services_by_name["Datastore"].full_name
+HEALTH_INTERVAL = 5.0
+
+
+class Worker(Protocol):
+    """A background task owned by the service (flusher, renewal worker...)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Service:
+    config: Config
+    pool: AsyncConnectionPool[Any]
+    identity: DatasetIdentity
+    datastore: Datastore
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    address: str
+    workers: list[Worker] = field(default_factory=list)
+    _health_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, config: Config, *, packed_reader: PackedReader | None = None,
+                    workers: Sequence[Worker] = ()) -> Service:
+        addr = parse_listen(config.listen)
+        check_exposure(addr, config)
+        token = load_token(config.security)
+        creds = server_credentials(config.security)
+        pool = await open_pool(config.postgres)
+        try:
+            identity = await prepare_schema(pool, config)
+            index = Index(pool, config.postgres.schema)
+            ds = Datastore(index=index, config=config, identity=identity,
+                           packed_reader=packed_reader)
+            server = grpc.aio.server(
+                options=grpc_options(config),
+                maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
+                interceptors=[TokenInterceptor(token)] if token else None,
+            )
+            datastore_pb2_grpc.add_DatastoreServicer_to_server(DatastoreService(ds), server)
+            health = health_aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health, server)
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+            if addr.unix_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(addr.unix_path)
+            target = addr.grpc_target
+            port = (server.add_secure_port(target, creds) if creds
+                    else server.add_insecure_port(target))
+            if addr.unix_path is None:
+                if port == 0:
+                    raise ConfigError(f"cannot listen on {target}")
+                target = parse_listen(f"{addr.host}:{port}").grpc_target
+            await server.start()
+            if addr.unix_path is not None:
+                os.chmod(addr.unix_path, 0o600)
+        except BaseException:
+            await pool.close()
+            raise
+        service = cls(config, pool, identity, ds, server, health, target)
+        for w in workers:
+            await w.start()
+            service.workers.append(w)
+        await service._set_serving(True)
+        service._health_task = asyncio.get_running_loop().create_task(service._watch_health())
+        log.info("walrusds serving dataset %r on %s%s", identity.name, target,
+                 " (read-only)" if config.read_only else "")
+        return service
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.config.grace if grace is None else grace
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for w in reversed(self.workers):
+            try:
+                await w.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(w).__name__)
+        await self.pool.close()
+        log.info("walrusds stopped")
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_health(self) -> None:
+        """Health reflects whether Postgres answers (readiness, not Walrus liveness)."""
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                await self.datastore.index.ping()
+                ok = True
+            except WalrusdsError:
+                ok = False
+            if ok != serving:
+                serving = ok
+                log.warning("Postgres %s: health %s", "is back" if ok else "is unreachable",
+                            "SERVING" if ok else "NOT_SERVING")
+                await self._set_serving(ok)
+
+
+def grpc_options(config: Config) -> list[tuple[str, Any]]:
+    size = config.max_message_size
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def prepare_schema(pool: AsyncConnectionPool[Any], config: Config) -> DatasetIdentity:
+    """Migrate (upload nodes) or check the schema is current (read-only nodes)."""
+    async with pool.connection() as conn:
+        if config.read_only:
+            return await check_schema(conn, config.postgres.schema, config.dataset)
+        return await migrate(conn, config.postgres.schema, config.dataset)

@@ -1,0 +1,218 @@
+"""The gRPC servicer: translates walrusds.v1 messages to :class:`Datastore` calls and back.
+
+Every handler goes through :func:`handled`, which refuses calls whose deadline already passed
+(before any side effect) and turns exceptions into status codes via ``server.status``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from walrusds import __version__
+from walrusds.datastore import FEATURES, Datastore, LookupResult
+from walrusds.errors import InvalidArgument
+from walrusds.query.spec import (
+    CompareOp,
+    Filter,
+    KeyCompare,
+    KeyPrefix,
+    Order,
+    QuerySpec,
+    ValueCompare,
+)
+from walrusds.server.status import code_for, describe
+from walrusds.v1 import datastore_pb2 as pb
+from walrusds.v1 import datastore_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Bytes of entries per Query response message (well under the message size limit).
+QUERY_MESSAGE_BYTES = 4 * 1024 * 1024
+
+_COMPARE_OPS: dict[int, CompareOp] = {
+    pb.COMPARE_OP_EQUAL: CompareOp.EQUAL,
+    pb.COMPARE_OP_NOT_EQUAL: CompareOp.NOT_EQUAL,
+    pb.COMPARE_OP_GREATER: CompareOp.GREATER,
+    pb.COMPARE_OP_GREATER_OR_EQUAL: CompareOp.GREATER_OR_EQUAL,
+    pb.COMPARE_OP_LESS: CompareOp.LESS,
+    pb.COMPARE_OP_LESS_OR_EQUAL: CompareOp.LESS_OR_EQUAL,
+}
+_ORDERS: dict[int, Order] = {
+    pb.ORDER_BY_KEY: Order.KEY,
+    pb.ORDER_BY_KEY_DESCENDING: Order.KEY_DESCENDING,
+    pb.ORDER_BY_VALUE: Order.VALUE,
+    pb.ORDER_BY_VALUE_DESCENDING: Order.VALUE_DESCENDING,
+}
+
+
+def handled(fn: F) -> F:
+    """Wrap a unary or client-streaming handler with deadline checks and error mapping."""
+    method = fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await refuse_expired(context)
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code, message = describe(exc, method)
+            await context.abort(code, message)
+
+    return cast(F, wrapper)
+
+
+async def refuse_expired(context: grpc.aio.ServicerContext) -> None:
+    """End a call whose deadline passed before it started, before any side effect."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            "the deadline expired before the call started")
+
+
+class DatastoreService(pb_grpc.DatastoreServicer):
+    def __init__(self, ds: Datastore) -> None:
+        self.ds = ds
+
+    @handled
+    async def Put(self, request: pb.PutRequest, context: Any) -> pb.PutResponse:
+        await self.ds.put(request.key, request.value)
+        return pb.PutResponse()
+
+    @handled
+    async def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
+        return pb.GetResponse(value=await self.ds.get(request.key))
+
+    @handled
+    async def Has(self, request: pb.HasRequest, context: Any) -> pb.HasResponse:
+        return pb.HasResponse(exists=await self.ds.has(request.key))
+
+    @handled
+    async def GetSize(self, request: pb.GetSizeRequest, context: Any) -> pb.GetSizeResponse:
+        return pb.GetSizeResponse(size=await self.ds.get_size(request.key))
+
+    @handled
+    async def Delete(self, request: pb.DeleteRequest, context: Any) -> pb.DeleteResponse:
+        await self.ds.delete(request.key)
+        return pb.DeleteResponse()
+
+    @handled
+    async def Lookup(self, request: pb.LookupRequest, context: Any) -> pb.LookupResponse:
+        keys = list(request.keys)
+        if request.mode in (pb.LOOKUP_MODE_HAS, pb.LOOKUP_MODE_SIZE):
+            results = await self.ds.lookup_sizes(keys)
+        elif request.mode == pb.LOOKUP_MODE_GET:
+            results = await self.ds.lookup_values(keys)
+        else:
+            raise InvalidArgument(f"lookup mode {request.mode} is not one of HAS, SIZE, GET")
+        return pb.LookupResponse(results=[_lookup_result(r) for r in results])
+
+    async def Query(self, request: pb.QueryRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.QueryResponse]:
+        await refuse_expired(context)
+        try:
+            spec = query_spec(request)
+            page = request.page_size or self.ds.config.limits.query_page
+            page = min(page, 100_000)
+            out: list[pb.QueryEntry] = []
+            nbytes = 0
+            async for entries in self.ds.query(spec):
+                for e in entries:
+                    size = len(e.key) + (len(e.value) if e.value else 0)
+                    if out and (len(out) >= page or nbytes + size > QUERY_MESSAGE_BYTES):
+                        yield pb.QueryResponse(entries=out)
+                        out, nbytes = [], 0
+                    out.append(pb.QueryEntry(key=e.key, value=e.value or b"", size=e.size))
+                    nbytes += size
+            if out:
+                yield pb.QueryResponse(entries=out)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code, message = describe(exc, "Query")
+            await context.abort(code, message)
+
+    @handled
+    async def Batch(self, request_iterator: AsyncIterator[pb.BatchRequest],
+                    context: Any) -> pb.BatchResponse:
+        batch = self.ds.new_batch()
+        async for req in request_iterator:
+            kind = req.WhichOneof("op")
+            if kind == "put":
+                batch.put(req.put.key, req.put.value)
+            elif kind == "delete":
+                batch.delete(req.delete.key)
+            else:
+                raise InvalidArgument("batch message carries neither put nor delete")
+        if context.cancelled():
+            return pb.BatchResponse()
+        return pb.BatchResponse(applied=await self.ds.commit(batch))
+
+    @handled
+    async def Sync(self, request: pb.SyncRequest, context: Any) -> pb.SyncResponse:
+        await self.ds.sync(request.prefix)
+        return pb.SyncResponse()
+
+    @handled
+    async def DiskUsage(self, request: pb.DiskUsageRequest,
+                        context: Any) -> pb.DiskUsageResponse:
+        return pb.DiskUsageResponse(bytes=await self.ds.disk_usage())
+
+    @handled
+    async def Info(self, request: pb.InfoRequest, context: Any) -> pb.InfoResponse:
+        cfg = self.ds.config
+        return pb.InfoResponse(
+            version=__version__, features=list(FEATURES), read_only=cfg.read_only,
+            dataset=self.ds.identity.name, dataset_id=self.ds.identity.id,
+            max_key_size=cfg.limits.max_key_size, max_value_size=cfg.limits.max_value_size,
+            max_message_size=cfg.max_message_size)
+
+
+def query_spec(request: pb.QueryRequest) -> QuerySpec:
+    """Validate a QueryRequest (proto3 enums are open: unknown numbers arrive as ints)."""
+    filters: list[Filter] = []
+    for i, f in enumerate(request.filters):
+        kind = f.WhichOneof("filter")
+        if kind == "key_compare":
+            filters.append(KeyCompare(_compare_op(f.key_compare.op, i), f.key_compare.key))
+        elif kind == "key_prefix":
+            filters.append(KeyPrefix(f.key_prefix.prefix))
+        elif kind == "value_compare":
+            filters.append(ValueCompare(_compare_op(f.value_compare.op, i),
+                                        f.value_compare.value))
+        else:
+            raise InvalidArgument(f"query filter {i} is empty")
+    orders: list[Order] = []
+    for i, o in enumerate(request.orders):
+        if o not in _ORDERS:
+            raise InvalidArgument(f"query order {i} has unknown value {o}")
+        orders.append(_ORDERS[o])
+    return QuerySpec(prefix=request.prefix, filters=tuple(filters), orders=tuple(orders),
+                     limit=request.limit, offset=request.offset, keys_only=request.keys_only)
+
+
+def _compare_op(op: int, index: int) -> CompareOp:
+    try:
+        return _COMPARE_OPS[op]
+    except KeyError:
+        raise InvalidArgument(f"query filter {index} has unknown comparison {op}") from None
+
+
+def _lookup_result(r: LookupResult) -> pb.LookupResult:
+    if r.error is not None:
+        return pb.LookupResult(status=pb.LOOKUP_STATUS_ERROR, size=r.size,
+                               error_code=code_for(r.error).value[0],
+                               error_message=str(r.error))
+    if r.deferred:
+        return pb.LookupResult(status=pb.LOOKUP_STATUS_DEFERRED, size=r.size)
+    if not r.found:
+        return pb.LookupResult(status=pb.LOOKUP_STATUS_NOT_FOUND, size=-1)
+    return pb.LookupResult(status=pb.LOOKUP_STATUS_FOUND, size=r.size, value=r.value or b"")
+

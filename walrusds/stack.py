@@ -1,0 +1,94 @@
+"""The embedded local stack behind ``walrusds up``: a private PostgreSQL cluster, the Walrus
+emulator and the service, all in one data directory, with nothing to configure.
+
+Layout of the data directory::
+
+    pg/              the PostgreSQL cluster (pg.password, pg.port, pg.log beside it)
+    walrusds.sock    the gRPC socket (mode 0600), unless --listen says otherwise
+    up.json          written once everything serves, removed at stop (mode 0600):
+                     {"grpc": ..., "postgres_dsn": ..., "emulator": ..., "pid": ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from walrusds.config import Config
+from walrusds.localpg import LocalCluster, cluster_os_user
+from walrusds.server.app import Service
+from walrusds.server.listen import UNIX_PATH_MAX
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    if env := os.environ.get("WALRUSDS_HOME"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/walrusds")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "walrusds"
+
+
+@dataclass
+class LocalStack:
+    data_dir: Path
+    config: Config
+    listen: str | None = None
+    cluster: LocalCluster | None = None
+    service: Service | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def up_file(self) -> Path:
+        return self.data_dir / "up.json"
+
+    async def start(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if cluster_os_user() is not None:
+            # the unprivileged PostgreSQL user must traverse into the directory
+            os.chmod(self.data_dir, os.stat(self.data_dir).st_mode | 0o711)
+        self.up_file.unlink(missing_ok=True)
+        self.cluster = LocalCluster(self.data_dir / "pg")
+        if self.cluster.ensure_created():
+            print(f"walrusds up: created a PostgreSQL cluster in {self.cluster.datadir}",
+                  flush=True)
+        self.cluster.start()
+        config = dataclasses.replace(
+            self.config,
+            listen=self.listen or _default_listen(self.data_dir),
+            postgres=dataclasses.replace(self.config.postgres, dsn=self.cluster.dsn()),
+        ).validate()
+        try:
+            self.service = await Service.start(config)
+        except BaseException:
+            self.cluster.stop()
+            raise
+        self.info = {"grpc": self.service.address, "postgres_dsn": config.postgres.dsn,
+                     "dataset": self.service.identity.name, "pid": os.getpid()}
+        fd = os.open(self.up_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.info, f, indent=2)
+
+    async def stop(self) -> None:
+        self.up_file.unlink(missing_ok=True)
+        try:
+            if self.service is not None:
+                await self.service.stop()
+        finally:
+            if self.cluster is not None:
+                self.cluster.stop()
+
+
+def _default_listen(data_dir: Path) -> str:
+    sock = data_dir / "walrusds.sock"
+    if len(str(sock).encode()) <= UNIX_PATH_MAX:
+        return f"unix:{sock}"
+    return "127.0.0.1:0"
