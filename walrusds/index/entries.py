@@ -61,7 +61,7 @@ class Index:
         # pack location or flusher claim.
         self._upsert = _q(
             "INSERT INTO {s}.entries AS e (key, size, digest, value, staged_at) "
-            "SELECT k, length(v), d, v, now() FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[])"
+            "SELECT k, length(v), d, v, now() FROM unnest(%b::bytea[], %b::bytea[], %b::bytea[])"
             " AS t(k, v, d) "
             "ON CONFLICT (key) DO UPDATE SET size = excluded.size, digest = excluded.digest, "
             "value = excluded.value, pack_id = NULL, pack_offset = NULL, claim_pack_id = NULL, "
@@ -69,24 +69,24 @@ class Index:
             "WHERE e.size <> excluded.size OR e.digest <> excluded.digest", schema)
         self._put_one = _q(
             "INSERT INTO {s}.entries AS e (key, size, digest, value, staged_at) "
-            "VALUES (%s, %s, %s, %s, now()) "
+            "VALUES (%b, %s, %b, %b, now()) "
             "ON CONFLICT (key) DO UPDATE SET size = excluded.size, digest = excluded.digest, "
             "value = excluded.value, pack_id = NULL, pack_offset = NULL, claim_pack_id = NULL, "
             "staged_at = excluded.staged_at "
             "WHERE e.size <> excluded.size OR e.digest <> excluded.digest", schema)
-        self._delete_one = _q("DELETE FROM {s}.entries WHERE key = %s", schema)
-        self._delete_many = _q("DELETE FROM {s}.entries WHERE key = ANY(%s::bytea[])", schema)
-        self._sizes = _q("SELECT key, size FROM {s}.entries WHERE key = ANY(%s::bytea[])",
+        self._delete_one = _q("DELETE FROM {s}.entries WHERE key = %b", schema)
+        self._delete_many = _q("DELETE FROM {s}.entries WHERE key = ANY(%b::bytea[])", schema)
+        self._sizes = _q("SELECT key, size FROM {s}.entries WHERE key = ANY(%b::bytea[])",
                          schema)
-        self._size_one = _q("SELECT size FROM {s}.entries WHERE key = %s", schema)
+        self._size_one = _q("SELECT size FROM {s}.entries WHERE key = %b", schema)
         self._locate = _q(
             "SELECT e.key, e.size, e.digest, e.value, e.pack_id, e.pack_offset, p.blob_id, "
             "p.state, p.end_epoch FROM {s}.entries e LEFT JOIN {s}.packs p ON p.id = e.pack_id "
-            "WHERE e.key = ANY(%s::bytea[])", schema)
+            "WHERE e.key = ANY(%b::bytea[])", schema)
         self._locate_one = _q(
             "SELECT e.key, e.size, e.digest, e.value, e.pack_id, e.pack_offset, p.blob_id, "
             "p.state, p.end_epoch FROM {s}.entries e LEFT JOIN {s}.packs p ON p.id = e.pack_id "
-            "WHERE e.key = %s", schema)
+            "WHERE e.key = %b", schema)
         self._disk_usage = _q(
             "SELECT (SELECT coalesce(sum(live_bytes), 0) FROM {s}.packs "
             "        WHERE state IN ('stored', 'lost'))"

@@ -65,13 +65,13 @@ class Scanner:
         has_low, has_high, has_after, descending, ops = shape
         preds: list[sql.Composable] = []
         if has_low:
-            preds.append(sql.SQL("key >= %s"))
+            preds.append(sql.SQL("key >= %b"))
         if has_high:
-            preds.append(sql.SQL("key < %s"))
+            preds.append(sql.SQL("key < %b"))
         if has_after:
-            preds.append(sql.SQL("key < %s" if descending else "key > %s"))
+            preds.append(sql.SQL("key < %b" if descending else "key > %b"))
         for op in ops:
-            preds.append(sql.SQL("key " + _SQL_OPS[op] + " %s"))
+            preds.append(sql.SQL("key " + _SQL_OPS[op] + " %b"))
         where = sql.SQL(" AND ").join(preds) if preds else sql.SQL("true")
         return sql.SQL(
             "SELECT key, size FROM {}.entries WHERE {} ORDER BY key {} LIMIT %s"

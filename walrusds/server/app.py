@@ -56,6 +56,7 @@ class Service:
     pool: AsyncConnectionPool[Any]
     identity: DatasetIdentity
     datastore: Datastore
+    servicer: DatastoreService
     server: grpc.aio.Server
     health: health_aio.HealthServicer
     address: str
@@ -77,10 +78,10 @@ class Service:
                            packed_reader=packed_reader)
             server = grpc.aio.server(
                 options=grpc_options(config),
-                maximum_concurrent_rpcs=config.limits.max_concurrent_rpcs,
                 interceptors=[TokenInterceptor(token)] if token else None,
             )
-            datastore_pb2_grpc.add_DatastoreServicer_to_server(DatastoreService(ds), server)
+            servicer = DatastoreService(ds)
+            datastore_pb2_grpc.add_DatastoreServicer_to_server(servicer, server)
             health = health_aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             reflection.enable_server_reflection(
@@ -101,7 +102,7 @@ class Service:
         except BaseException:
             await pool.close()
             raise
-        service = cls(config, pool, identity, ds, server, health, target)
+        service = cls(config, pool, identity, ds, servicer, server, health, target)
         for w in workers:
             await w.start()
             service.workers.append(w)
@@ -155,7 +156,12 @@ class Service:
 
 def grpc_options(config: Config) -> list[tuple[str, Any]]:
     size = config.max_message_size
+    # grpc core cancels calls waiting beyond max_pending_requests (default 1000) without a
+    # useful status; let walrusds' own admission (limits.max_concurrent_rpcs) decide instead.
+    pending = 4 * config.limits.max_concurrent_rpcs + 10_000
     return [
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
         ("grpc.max_receive_message_length", size),
         ("grpc.max_send_message_length", size),
         ("grpc.keepalive_time_ms", 60_000),

@@ -32,6 +32,8 @@ from walrusds.v1 import datastore_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
+# A call that arrives with less time than this left is refused as DEADLINE_EXCEEDED.
+MIN_REMAINING = 0.001
 # Bytes of entries per Query response message (well under the message size limit).
 QUERY_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -56,23 +58,31 @@ def handled(fn: F) -> F:
     method = fn.__name__
 
     @functools.wraps(fn)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: DatastoreService, request: Any,
+                      context: grpc.aio.ServicerContext) -> Any:
         await refuse_expired(context)
+        await self.admit(context)
         try:
             return await fn(self, request, context)
-        except Exception as exc:
+        except Exception as exc:  # mapped to a status in one place
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             code, message = describe(exc, method)
             await context.abort(code, message)
+        finally:
+            self.inflight -= 1
 
     return cast(F, wrapper)
 
 
 async def refuse_expired(context: grpc.aio.ServicerContext) -> None:
-    """End a call whose deadline passed before it started, before any side effect."""
+    """End a call whose deadline (nearly) passed before it started, before any side effect.
+
+    gRPC carries the remaining time, not the client's clock, so a call whose deadline already
+    expired arrives with a tiny remainder: less than MIN_REMAINING counts as expired.
+    """
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if remaining is not None and remaining < MIN_REMAINING:
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                             "the deadline expired before the call started")
 
@@ -80,6 +90,19 @@ async def refuse_expired(context: grpc.aio.ServicerContext) -> None:
 class DatastoreService(pb_grpc.DatastoreServicer):
     def __init__(self, ds: Datastore) -> None:
         self.ds = ds
+        self.inflight = 0
+
+    async def admit(self, context: grpc.aio.ServicerContext) -> None:
+        """Count a call in, or refuse it past ``limits.max_concurrent_rpcs``.
+
+        grpcio's own ``maximum_concurrent_rpcs`` is not used: its asyncio implementation
+        answers CANCELLED and its counter can drift (grpc/grpc#41531).
+        """
+        limit = self.ds.config.limits.max_concurrent_rpcs
+        if self.inflight >= limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"server busy: {limit} calls in flight; retry with backoff")
+        self.inflight += 1
 
     @handled
     async def Put(self, request: pb.PutRequest, context: Any) -> pb.PutResponse:
@@ -117,6 +140,7 @@ class DatastoreService(pb_grpc.DatastoreServicer):
     async def Query(self, request: pb.QueryRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.QueryResponse]:
         await refuse_expired(context)
+        await self.admit(context)
         try:
             spec = query_spec(request)
             page = request.page_size or self.ds.config.limits.query_page
@@ -138,6 +162,8 @@ class DatastoreService(pb_grpc.DatastoreServicer):
                 raise
             code, message = describe(exc, "Query")
             await context.abort(code, message)
+        finally:
+            self.inflight -= 1
 
     @handled
     async def Batch(self, request_iterator: AsyncIterator[pb.BatchRequest],
