@@ -1,0 +1,1 @@
+"""A Python port of go-datastore's dstest suite, run against the gRPC service."""
