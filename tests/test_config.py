@@ -109,7 +109,7 @@ def test_non_loopback_listener_requires_tls_and_authentication() -> None:
     with pytest.raises(ConfigError, match="tls_cert"):
         check_exposure(public, Config())
     tls_only = Config(security=Config().security.__class__(tls_cert="c", tls_key="k"))
-    with pytest.raises(ConfigError, match="token_file or security.tls_client_ca"):
+    with pytest.raises(ConfigError, match=r"token_file or security\.tls_client_ca"):
         check_exposure(public, tls_only)
     with_token = Config(security=Config().security.__class__(tls_cert="c", tls_key="k",
                                                              token_file="t"))
