@@ -123,3 +123,25 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert unreachable.returncode == 1
     assert b"UNAVAILABLE" in unreachable.stderr
     assert b"Traceback" not in unreachable.stderr
+
+
+def test_serve_from_environment_and_sigterm(pg_dsn: str, schema: str, tmp_path: Path) -> None:
+    sock = tmp_path / "s.sock"
+    env = {**os.environ, "WALRUSDS_POSTGRES_DSN": pg_dsn, "WALRUSDS_POSTGRES_SCHEMA": schema,
+           "WALRUSDS_LISTEN": f"unix:{sock}", "WALRUSDS_DATASET": "envtest"}
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([*WALRUSDS, "serve"], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        addr = f"unix:{sock}"
+        assert cli("ds", "--addr", addr, "put", "/k", "-", stdin=b"v").returncode == 0
+        assert cli("ds", "--addr", addr, "get", "/k").stdout == b"v"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert "serving dataset 'envtest'" in log.read_text()
