@@ -9,7 +9,6 @@ they say what was wrong and what to do, and never carry secrets or upstream resp
 
     WalrusdsError
     ├── InvalidArgument          bad key, value, query, batch, or request parameter
-    │   └── PackFormatError      bytes that are not a valid packfile
     ├── NotFound                 the key does not exist
     ├── ReadOnlyError            a write sent to a read-only node
     ├── ResourceExhausted        over a size or concurrency limit
@@ -17,6 +16,7 @@ they say what was wrong and what to do, and never carry secrets or upstream resp
     │   └── IndexUnavailable     Postgres unreachable or failing
     ├── DataLoss                 indexed bytes cannot be returned intact
     │   ├── CorruptData          bytes failed verification (digest or multihash mismatch)
+    │   │   └── PackFormatError  bytes that are not a valid packfile
     │   └── BlobLost             the Walrus blob is gone (expired or unknown) while indexed
     ├── Unauthenticated          missing or wrong credentials
     ├── ConfigError              a configuration mistake found at start-up
@@ -39,10 +39,6 @@ class WalrusdsError(Exception):
 
 class InvalidArgument(WalrusdsError):
     """The request is malformed; nothing was changed."""
-
-
-class PackFormatError(InvalidArgument):
-    """Bytes that do not parse as a walrusds packfile."""
 
 
 class NotFound(WalrusdsError):
@@ -71,6 +67,10 @@ class DataLoss(WalrusdsError):
 
 class CorruptData(DataLoss):
     """Bytes failed verification against their digest or multihash."""
+
+
+class PackFormatError(CorruptData):
+    """Bytes that do not parse as a walrusds packfile (read from Walrus, they are corrupt)."""
 
 
 class BlobLost(DataLoss):
