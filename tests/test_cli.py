@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,9 @@ class UpProcess:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.log = data_dir.parent / "up.log"
-        self.proc = subprocess.Popen([*WALRUSDS, "up", "--data-dir", str(data_dir)],
+        # Flush packs half a second after writes go idle, so the test sees the whole path.
+        env = {**os.environ, "WALRUSDS_PACK_IDLE": "0.5", "WALRUSDS_PACK_INTERVAL": "0.2"}
+        self.proc = subprocess.Popen([*WALRUSDS, "up", "--data-dir", str(data_dir)], env=env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         self.info = self._wait_ready()
 
@@ -53,6 +56,20 @@ class UpProcess:
         return self.proc.wait(timeout=60)
 
 
+def wait_packed(dsn: str, entries: int) -> dict[str, Any]:
+    """``walrusds stats --json`` once nothing is staged and ``entries`` entries are packed."""
+    deadline = time.monotonic() + 60
+    while True:
+        out = cli("stats", "--dsn", dsn, "--json")
+        assert out.returncode == 0, out.stderr
+        stats: dict[str, Any] = json.loads(out.stdout)
+        if (stats["staged"]["entries"] == 0
+                and stats["pack_ratio"]["entries"] - entries >= 0):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def data_dir(_pg_reachable: None, tmp_path: Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o711)  # the unprivileged PostgreSQL user must traverse it as root
@@ -66,7 +83,7 @@ def data_dir(_pg_reachable: None, tmp_path: Path) -> Iterator[Path]:
 def test_help_lists_every_command() -> None:
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("serve", "up", "migrate", "ds"):
+    for command in ("serve", "up", "migrate", "ds", "stats", "emulator"):
         assert command in out.stdout.decode()
 
 
@@ -101,6 +118,12 @@ def test_up_then_ds_then_stop_and_restart(data_dir: Path) -> None:
         assert b"INVALID_ARGUMENT" in bad.stderr
         assert b"start with '/'" in bad.stderr
         assert b"Traceback" not in bad.stderr
+        assert up.info["emulator"].startswith("http://127.0.0.1:")
+        stats = wait_packed(up.info["postgres_dsn"], entries=3)
+        assert stats["pack_ratio"]["packs"] >= 1
+        assert stats["walrus"]["current_epoch"] >= 1
+        got = cli("ds", "--addr", addr, "get", "/hello")  # now a ranged read from Walrus
+        assert (got.returncode, got.stdout) == (0, b"hello walrus\n")
     finally:
         assert up.stop() == 0
     assert not (data_dir / "up.json").exists()

@@ -62,6 +62,41 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class WalrusConfig:
+    # Publisher and aggregator base URLs (https, or http on loopback). Several of each are
+    # tried in turn, failing ones last. Empty publishers: this node never uploads.
+    publishers: tuple[str, ...] = ()
+    aggregators: tuple[str, ...] = ()
+    # Epochs bought by each store (Mainnet epoch = 14 days, at most 53 ahead).
+    epochs: int = 5
+    # Bearer token for an authenticated publisher (file, mode 0600).
+    publisher_token_file: str = ""
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    store_timeout: float = 600.0
+    # Overall deadline for one read or store including retries.
+    deadline: float = 900.0
+    # Bytes of whole packs kept in memory when an aggregator ignores Range.
+    cache_bytes: int = 256 * MiB
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    # Run the flusher on this node (needs walrus.publishers).
+    flush: bool = True
+    # Target packfile size: each Walrus blob pays a ~64 MB encoded floor.
+    target_size: int = 64 * MiB
+    # Flush when the oldest staged entry is this old (seconds)...
+    max_age: float = 300.0
+    # ... or when no write arrived for this long and something is staged.
+    idle: float = 30.0
+    # A building pack whose lease expired is resumed or abandoned by any flusher.
+    lease: float = 600.0
+    # Seconds between checks when nothing nudges the flusher.
+    interval: float = 5.0
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     # A TCP listener on a non-loopback address requires tls_cert + tls_key and a token_file
     # (or tls_client_ca for mutual TLS).
@@ -83,6 +118,8 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    walrus: WalrusConfig = field(default_factory=WalrusConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
 
     @property
     def max_message_size(self) -> int:
@@ -115,6 +152,22 @@ class Config:
             raise ConfigError("security.tls_cert and security.tls_key go together")
         if sec.tls_client_ca and not sec.tls_cert:
             raise ConfigError("security.tls_client_ca needs security.tls_cert and tls_key")
+        from walrusds.client.endpoints import check_endpoint_url  # the client imports us
+
+        for url in self.walrus.publishers:
+            check_endpoint_url(url, "walrus.publishers entry")
+        for url in self.walrus.aggregators:
+            check_endpoint_url(url, "walrus.aggregators entry")
+        if not 1 <= self.walrus.epochs <= 53:
+            raise ConfigError("walrus.epochs must be between 1 and 53")
+        pack = self.pack
+        # Values larger than a pack can hold are refused at Put time (the pack capacity is
+        # the effective value limit), so a small target is legal: tests use tiny packs.
+        if not 4 * 1024 <= pack.target_size <= 13 * 1024 * MiB:
+            raise ConfigError("pack.target_size must be between 4 KiB and 13 GiB")
+        for name in ("max_age", "idle", "lease", "interval"):
+            if getattr(pack, name) <= 0:
+                raise ConfigError(f"pack.{name} must be positive")
         return self
 
 
@@ -122,6 +175,8 @@ SECTIONS: dict[str, type[Any]] = {
     "postgres": PostgresConfig,
     "limits": LimitsConfig,
     "security": SecurityConfig,
+    "walrus": WalrusConfig,
+    "pack": PackConfig,
 }
 
 

@@ -29,6 +29,7 @@ from walrusds.index.scan import Scanner
 from walrusds.keys import check_key, show_key
 from walrusds.query.engine import QueryEngine
 from walrusds.query.spec import Entry, QuerySpec
+from walrusds.verify import SHA2_256, expected_digest
 
 FEATURES = ("batching", "persistent", "lookup", "query-pushdown")
 # Hash values larger than this off the event loop (hashlib releases the GIL).
@@ -55,13 +56,15 @@ class BatchBuilder:
     """Collects a Batch's operations as they stream in; the last op per key wins."""
 
     config: Config
+    #: The largest value a key may hold (the pack capacity can be below limits.max_value_size).
+    value_limit: Callable[[bytes], int] | None = None
     ops: dict[bytes, bytes | None] = field(default_factory=dict)
     received_bytes: int = 0
     received_ops: int = 0
 
     def put(self, key: bytes, value: bytes) -> None:
         self._count(key, len(value))
-        _check_value(key, value, self.config.limits.max_value_size)
+        _check_value(key, value, self.config.limits.max_value_size, self.value_limit)
         self.ops.pop(key, None)  # keep insertion order = order of the last op
         self.ops[key] = value
 
@@ -86,12 +89,14 @@ class BatchBuilder:
 class Datastore:
     def __init__(self, *, index: Index, config: Config, identity: DatasetIdentity,
                  packed_reader: PackedReader | None = None,
-                 on_write: Callable[[], None] | None = None) -> None:
+                 on_write: Callable[[], None] | None = None,
+                 value_limit: Callable[[bytes], int] | None = None) -> None:
         self.index = index
         self.config = config
         self.identity = identity
         self.packed_reader = packed_reader
         self.on_write = on_write
+        self.value_limit = value_limit
         self._sizes: Coalescer[bytes, int] = Coalescer(index.sizes)
         self._locate: Coalescer[bytes, Located] = Coalescer(index.locate)
         self.engine = QueryEngine(index, Scanner(index.pool, index.schema), self.read_values,
@@ -102,8 +107,9 @@ class Datastore:
     async def put(self, key: bytes, value: bytes) -> None:
         self._writable()
         check_key(key, self.config.limits.max_key_size)
-        _check_value(key, value, self.config.limits.max_value_size)
+        _check_value(key, value, self.config.limits.max_value_size, self.value_limit)
         digest = await _digests([value])
+        _check_block(key, value, digest[0])
         await self.index.put(PutRow(key, value, digest[0]))
         self._wrote()
 
@@ -114,7 +120,7 @@ class Datastore:
 
     def new_batch(self) -> BatchBuilder:
         self._writable()
-        return BatchBuilder(self.config)
+        return BatchBuilder(self.config, self.value_limit)
 
     async def commit(self, batch: BatchBuilder) -> int:
         """Apply a batch in one transaction; returns the number of operations applied."""
@@ -122,6 +128,8 @@ class Datastore:
         puts = [(k, v) for k, v in batch.ops.items() if v is not None]
         deletes = [k for k, v in batch.ops.items() if v is None]
         digests = await _digests([v for _, v in puts])
+        for (k, v), d in zip(puts, digests, strict=True):
+            _check_block(k, v, d)
         await self.index.apply_batch([PutRow(k, v, d) for (k, v), d in zip(puts, digests,
                                                                               strict=True)],
                                      deletes)
@@ -269,10 +277,29 @@ class Datastore:
             self.on_write()
 
 
-def _check_value(key: bytes, value: bytes, limit: int) -> None:
+def _check_value(key: bytes, value: bytes, limit: int,
+                 pack_limit: Callable[[bytes], int] | None = None) -> None:
     if len(value) > limit:
         raise InvalidArgument(f"value of {len(value)} bytes for key {show_key(key)} is over "
                               f"the maximum of {limit} bytes")
+    if pack_limit is not None and len(value) > (room := pack_limit(key)):
+        raise InvalidArgument(
+            f"value of {len(value)} bytes for key {show_key(key)} can never be stored on "
+            f"Walrus: the largest pack the publisher accepts holds values of at most {room} "
+            "bytes")
+
+
+def _check_block(key: bytes, value: bytes, sha256: bytes) -> None:
+    """A Kubo block key names the multihash of its value: refuse bytes that do not match."""
+    promised = expected_digest(key)
+    if promised is None:
+        return
+    ok = (promised.digest == sha256 if promised.code == SHA2_256
+          else promised.matches(value))
+    if not ok:
+        raise InvalidArgument(
+            f"value for key {show_key(key)} does not match the {promised.name} multihash the "
+            "key names (a Kubo block key must be the hash of its bytes)")
 
 
 async def _digests(values: Sequence[bytes]) -> list[bytes]:

@@ -4,6 +4,7 @@ emulator and the service, all in one data directory, with nothing to configure.
 Layout of the data directory::
 
     pg/              the PostgreSQL cluster (pg.password, pg.port, pg.log beside it)
+    emulator/        the Walrus emulator's blobs and epoch (unless [walrus] names endpoints)
     walrusds.sock    the gRPC socket (mode 0600), unless --listen says otherwise
     up.json          written once everything serves, removed at stop (mode 0600):
                      {"grpc": ..., "postgres_dsn": ..., "emulator": ..., "pid": ...}
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from walrusds.config import Config
+from walrusds.config import Config, WalrusConfig
+from walrusds.emulator.config import DEFAULT_MAX_BODY_SIZE, EmulatorConfig
+from walrusds.emulator.runner import RunningEmulator, start_emulator
 from walrusds.localpg import LocalCluster, cluster_os_user
 from walrusds.server.app import Service
 from walrusds.server.listen import UNIX_PATH_MAX
@@ -42,6 +45,7 @@ class LocalStack:
     config: Config
     listen: str | None = None
     cluster: LocalCluster | None = None
+    emulator: RunningEmulator | None = None
     service: Service | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -61,21 +65,45 @@ class LocalStack:
             print(f"walrusds up: created a PostgreSQL cluster in {self.cluster.datadir}",
                   flush=True)
         self.cluster.start()
-        config = dataclasses.replace(
-            self.config,
-            listen=self.listen or _default_listen(self.data_dir),
-            postgres=dataclasses.replace(self.config.postgres, dsn=self.cluster.dsn()),
-        ).validate()
         try:
+            walrus = await self._walrus()
+            config = dataclasses.replace(
+                self.config,
+                listen=self.listen or _default_listen(self.data_dir),
+                postgres=dataclasses.replace(self.config.postgres, dsn=self.cluster.dsn()),
+                walrus=walrus,
+            ).validate()
             self.service = await Service.start(config)
         except BaseException:
+            if self.emulator is not None:
+                await self.emulator.stop()
             self.cluster.stop()
             raise
         self.info = {"grpc": self.service.address, "postgres_dsn": config.postgres.dsn,
-                     "dataset": self.service.identity.name, "pid": os.getpid()}
+                     "dataset": self.service.identity.name, "pid": os.getpid(),
+                     "walrus_publishers": list(walrus.publishers),
+                     "walrus_aggregators": list(walrus.aggregators),
+                     "emulator": self.emulator.url if self.emulator else None}
         fd = os.open(self.up_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(self.info, f, indent=2)
+
+    async def _walrus(self) -> WalrusConfig:
+        """The configured Walrus endpoints, or an emulator in DATA_DIR/emulator.
+
+        The emulator's body limit is raised above the pack target, as the operator of a
+        self-hosted publisher would with ``--max-body-size``.
+        """
+        walrus = self.config.walrus
+        if walrus.publishers or walrus.aggregators:
+            return walrus
+        max_body = max(DEFAULT_MAX_BODY_SIZE, 2 * self.config.pack.target_size)
+        self.emulator = await start_emulator(EmulatorConfig(
+            data_dir=self.data_dir / "emulator", max_body_size=max_body))
+        print(f"walrusds up: Walrus emulator on {self.emulator.url} "
+              f"(blobs in {self.data_dir / 'emulator'})", flush=True)
+        return dataclasses.replace(walrus, publishers=(self.emulator.url,),
+                                   aggregators=(self.emulator.url,))
 
     async def stop(self) -> None:
         self.up_file.unlink(missing_ok=True)
@@ -83,8 +111,12 @@ class LocalStack:
             if self.service is not None:
                 await self.service.stop()
         finally:
-            if self.cluster is not None:
-                self.cluster.stop()
+            try:
+                if self.emulator is not None:
+                    await self.emulator.stop()
+            finally:
+                if self.cluster is not None:
+                    self.cluster.stop()
 
 
 def _default_listen(data_dir: Path) -> str:

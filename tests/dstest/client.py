@@ -26,13 +26,22 @@ class NotFoundError(Exception):
 class Client:
     def __init__(self, api: Any, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.api = api
-        # Called after writes when a test wants staged data packed before it reads.
+        # Called before the first read after writes, when a test wants what was written
+        # packed (moved out of staging) before it is read.
         self.settle = settle
+        self._dirty = False
+
+    async def _before_read(self) -> None:
+        if self._dirty and self.settle is not None:
+            self._dirty = False
+            await self.settle()
 
     async def put(self, key: bytes, value: bytes) -> None:
         await self.api.Put(pb.PutRequest(key=key, value=value))
+        self._dirty = True
 
     async def get(self, key: bytes) -> bytes:
+        await self._before_read()
         try:
             return bytes((await self.api.Get(pb.GetRequest(key=key))).value)
         except grpc.aio.AioRpcError as exc:
@@ -41,9 +50,11 @@ class Client:
             raise
 
     async def has(self, key: bytes) -> bool:
+        await self._before_read()
         return bool((await self.api.Has(pb.HasRequest(key=key))).exists)
 
     async def get_size(self, key: bytes) -> int:
+        await self._before_read()
         try:
             return int((await self.api.GetSize(pb.GetSizeRequest(key=key))).size)
         except grpc.aio.AioRpcError as exc:
@@ -66,11 +77,11 @@ class Client:
                     yield pb.BatchRequest(put=pb.BatchPut(key=key, value=value))
 
         resp = await self.api.Batch(stream())
-        if self.settle is not None:
-            await self.settle()
+        self._dirty = True
         return int(resp.applied)
 
     async def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        await self._before_read()
         resp = await self.api.Lookup(pb.LookupRequest(mode=pb.LOOKUP_MODE_GET, keys=keys))
         out: dict[bytes, bytes] = {}
         for key, r in zip(keys, resp.results, strict=True):
@@ -83,6 +94,7 @@ class Client:
         return out
 
     async def query(self, q: naive.Query) -> list[naive.Entry]:
+        await self._before_read()
         pushable = all(isinstance(f, (naive.KeyCompare, naive.KeyPrefix, naive.ValueCompare))
                        for f in q.filters) and all(isinstance(o, str) for o in q.orders)
         req = pb.QueryRequest(prefix=q.prefix, keys_only=q.keys_only,

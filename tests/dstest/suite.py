@@ -49,21 +49,29 @@ async def _each(fn: Callable[[naive.Entry], object], entries: list[naive.Entry])
 async def subtest_query(ds: Client, q: naive.Query, count: int, *, batched: bool = False) -> None:
     """dstest's subtestQuery: put, read back, query, compare with NaiveQueryApply, delete."""
     inp = query_input(count)
+    await put_input(ds, inp, batched=batched)
+    await check_query(ds, q, inp)
+    await remove_input(ds, inp, batched=batched)
+
+
+async def put_input(ds: Client, inp: list[naive.Entry], *, batched: bool) -> None:
+    """Write the entries, then read each back."""
     if batched:
         await ds.batch([(e.key, e.value) for e in inp])
         got = await ds.get_many([e.key for e in inp]) if inp else {}
         for e in inp:
             assert got.get(e.key) == e.value, f"get {e.key!r} after put"
-    else:
-        await _each(lambda e: ds.put(e.key, e.value or b""), inp)
-        if ds.settle is not None:
-            await ds.settle()
+        return
+    await _each(lambda e: ds.put(e.key, e.value or b""), inp)
 
-        async def check(e: naive.Entry) -> None:
-            assert await ds.get(e.key) == e.value, f"get {e.key!r} after put"
+    async def check(e: naive.Entry) -> None:
+        assert await ds.get(e.key) == e.value, f"get {e.key!r} after put"
 
-        await _each(check, inp)
+    await _each(check, inp)
 
+
+async def check_query(ds: Client, q: naive.Query, inp: list[naive.Entry]) -> None:
+    """Run ``q`` and compare with NaiveQueryApply over the input."""
     actual = await ds.query(q)
     expected = naive.naive_query_apply(q, inp)
     assert len(actual) == len(expected), (
@@ -77,6 +85,9 @@ async def subtest_query(ds: Client, q: naive.Query, count: int, *, batched: bool
             assert a.value == x.value, f"{q}: value mismatch for result {i} ({x.key!r})"
         if q.returns_sizes:
             assert a.size > 0, f"{q}: result {i} has size {a.size} with ReturnsSizes"
+
+
+async def remove_input(ds: Client, inp: list[naive.Entry], *, batched: bool) -> None:
     if batched:
         await ds.batch([(e.key, None) for e in inp])
     else:
@@ -245,5 +256,5 @@ async def run_batch_put_and_delete_test(ds: Client) -> None:
 
 BATCH_SUBTESTS = (run_batch_test, run_batch_delete_test, run_batch_put_and_delete_test)
 
-__all__ = ["BASIC_SUBTESTS", "BATCH_SUBTESTS", "clear", "combinations", "grpc",
-           "subtest_query"]
+__all__ = ["BASIC_SUBTESTS", "BATCH_SUBTESTS", "check_query", "clear", "combinations", "grpc",
+           "put_input", "query_input", "remove_input", "subtest_query"]

@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "up",
     "migrate",
     "ds",
+    "emulator",
+    "stats",
 )
 
 

@@ -21,6 +21,8 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from walrusds.backend import WalrusBackend
+from walrusds.client.protocol import BlobStore
 from walrusds.config import Config
 from walrusds.datastore import Datastore, PackedReader
 from walrusds.errors import ConfigError, WalrusdsError
@@ -60,12 +62,16 @@ class Service:
     server: grpc.aio.Server
     health: health_aio.HealthServicer
     address: str
+    backend: WalrusBackend | None = None
     workers: list[Worker] = field(default_factory=list)
     _health_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, *, packed_reader: PackedReader | None = None,
+                    blob_store: BlobStore | None = None,
                     workers: Sequence[Worker] = ()) -> Service:
+        """Start serving. Walrus endpoints come from ``config.walrus`` (``blob_store``
+        overrides the client; ``packed_reader`` overrides the reader)."""
         addr = parse_listen(config.listen)
         check_exposure(addr, config)
         token = load_token(config.security)
@@ -74,8 +80,11 @@ class Service:
         try:
             identity = await prepare_schema(pool, config)
             index = Index(pool, config.postgres.schema)
+            backend = await WalrusBackend.open(config, pool, blob_store)
             ds = Datastore(index=index, config=config, identity=identity,
-                           packed_reader=packed_reader)
+                           packed_reader=packed_reader or backend.reader,
+                           on_write=backend.nudge,
+                           value_limit=backend.value_limit(config.limits.max_key_size))
             server = grpc.aio.server(
                 options=grpc_options(config),
                 interceptors=[TokenInterceptor(token)] if token else None,
@@ -102,8 +111,9 @@ class Service:
         except BaseException:
             await pool.close()
             raise
-        service = cls(config, pool, identity, ds, servicer, server, health, target)
-        for w in workers:
+        service = cls(config, pool, identity, ds, servicer, server, health, target,
+                      backend=backend)
+        for w in [*backend.workers, *workers]:
             await w.start()
             service.workers.append(w)
         await service._set_serving(True)
