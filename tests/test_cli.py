@@ -122,6 +122,9 @@ def test_up_then_ds_then_stop_and_restart(data_dir: Path) -> None:
         stats = wait_packed(up.info["postgres_dsn"], entries=3)
         assert stats["pack_ratio"]["packs"] >= 1
         assert stats["walrus"]["current_epoch"] >= 1
+        text = cli("stats", "--dsn", up.info["postgres_dsn"]).stdout.decode()
+        assert "entries per pack" in text
+        assert "staged in Postgres" in text
         got = cli("ds", "--addr", addr, "get", "/hello")  # now a ranged read from Walrus
         assert (got.returncode, got.stdout) == (0, b"hello walrus\n")
     finally:

@@ -210,7 +210,6 @@ async def test_two_flushers_never_pack_an_entry_twice(
     other = Flusher(one.packs, one.store, packed_config,
                     PackCapacity(one.capacity.target), owner="other:2")
     results = await asyncio.gather(one.flush_ready(force=True), other.flush_ready(force=True))
-    assert all(results)  # both flushed some packs
     assert sum(o.members for r in results for o in r) == 300
     keys: list[bytes] = []
     for (blob_id,) in sql("SELECT blob_id FROM {s}.packs WHERE state = 'stored'"):

@@ -106,15 +106,16 @@ async def check_schema(conn: psycopg.AsyncConnection[Any], schema: str,
     expected = len(load_migrations())
     try:
         cur = await conn.execute(
-            sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_migrations").format(ident))
+            sql.SQL("SELECT coalesce(max(version), 0), count(*) FROM {}.schema_migrations")
+            .format(ident))
         row = await cur.fetchone()
-        version = row[0] if row else 0
+        version, applied = (row[0], row[1]) if row else (0, 0)
         cur = await conn.execute(sql.SQL("SELECT name, id FROM {}.dataset").format(ident))
         found = await cur.fetchone()
     except psycopg.errors.UndefinedTable:
         raise ConfigError(f"schema {schema!r} has no walrusds index: start an upload node or "
                           "run `walrusds migrate` first") from None
-    if version != expected:
+    if version != expected or applied != expected:
         raise ConfigError(f"schema {schema!r} is at migration {version}, this walrusds expects "
                           f"{expected}: run `walrusds migrate` with the matching version")
     if found is None or found[0] != dataset:

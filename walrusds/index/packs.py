@@ -116,7 +116,8 @@ class PackIndex:
             "RETURNING id, target_bytes", s)
         self._epoch = _q(
             "UPDATE {s}.walrus_state SET current_epoch = greatest(current_epoch, %s), "
-            "epoch_observed_at = now(), updated_at = now()", s)
+            "epoch_observed_at = CASE WHEN current_epoch IS NULL OR %s > current_epoch "
+            "THEN now() ELSE epoch_observed_at END, updated_at = now()", s)
         self._learn_limit = _q(
             "UPDATE {s}.walrus_state SET publisher_max_body = least(coalesce("
             "publisher_max_body, %s), %s), updated_at = now()", s)
@@ -228,7 +229,8 @@ class PackIndex:
                     [d for _, _, d in placed], pack_id))
                 pointed = cur.rowcount
                 await conn.execute(self._release, (pack_id,))
-                await conn.execute(self._epoch, (blob.start_epoch,))
+                if blob.start_epoch is not None:
+                    await conn.execute(self._epoch, (blob.start_epoch, blob.start_epoch))
                 return pointed
 
         return await run(self.pool, go, "commit pack")
