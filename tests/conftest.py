@@ -22,6 +22,9 @@ import pytest
 from pytest_postgresql import factories
 
 from walrusds.config import Config, LimitsConfig, PostgresConfig
+from walrusds.emulator.config import EmulatorConfig
+from walrusds.emulator.control import EmulatorControl
+from walrusds.emulator.runner import RunningEmulator, start_emulator
 from walrusds.rpc import open_aio_channel, stub
 from walrusds.server.app import Service
 
@@ -99,3 +102,33 @@ async def api(service: Service) -> AsyncIterator[Any]:
         yield stub(channel)
     finally:
         await channel.close()
+
+
+# -- Walrus: an emulator on loopback, its control client, SQL on the test's schema -----------
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    running = await start_emulator(EmulatorConfig(seed=3, max_body_size=64 << 20))
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def control(emulator: RunningEmulator) -> AsyncIterator[EmulatorControl]:
+    async with EmulatorControl(emulator.url) as ctl:
+        yield ctl
+
+
+@pytest.fixture
+def sql(pg_dsn: str, schema: str) -> Iterator[Any]:
+    """``sql(query, *params)`` → rows, on the test's schema (``{s}`` in the query)."""
+    conn = psycopg.connect(pg_dsn, autocommit=True)
+
+    def run(query: str, *params: Any) -> list[tuple[Any, ...]]:
+        cur = conn.execute(query.replace("{s}", f'"{schema}"'), params)
+        return cur.fetchall() if cur.description else []
+
+    yield run
+    conn.close()

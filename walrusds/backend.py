@@ -3,6 +3,7 @@
 - the BlobStore (HTTP client with retries) when publishers or aggregators are configured;
 - the verified reader for packed entries (needs aggregators);
 - the pack flusher (needs publishers; upload nodes only: ``pack.flush`` and not read-only);
+- the renewal worker (needs publishers and aggregators; ``renew.enabled``, not read-only);
 - the pack capacity that Put checks values against, so a value that can never fit a pack the
   publisher accepts is refused when it is written, not discovered at flush time.
 
@@ -25,6 +26,7 @@ from walrusds.flusher import Flusher, PackCapacity, node_owner
 from walrusds.index.events import LossLog
 from walrusds.index.packs import PackIndex
 from walrusds.reader import WalrusReader
+from walrusds.renew import RenewWorker
 
 __all__ = ["WalrusBackend"]
 
@@ -50,6 +52,7 @@ class WalrusBackend:
     reader: WalrusReader | None
     flusher: Flusher | None
     capacity: PackCapacity | None
+    renewer: RenewWorker | None = None
 
     @classmethod
     async def open(cls, config: Config, pool: AsyncConnectionPool[Any],
@@ -70,12 +73,17 @@ class WalrusBackend:
             _, learned = await packs.walrus_state()
             capacity = PackCapacity(config.pack.target_size, learned)
             flusher = Flusher(packs, store, config, capacity, owner=owner)
+        renewer = None
+        if (store is not None and reader is not None and wcfg.publishers
+                and config.renew.enabled and not config.read_only):
+            renewer = RenewWorker(pool, store, config, owner=owner, reader=reader,
+                                  on_restage=flusher.nudge if flusher else None)
         if store is None:
             log.warning("no Walrus publisher or aggregator is configured: values stay staged "
                         "in Postgres")
         elif flusher is None and not config.read_only:
             log.info("this node does not flush packs (no publisher, or pack.flush is off)")
-        return cls(store, reader, flusher, capacity)
+        return cls(store, reader, flusher, capacity, renewer)
 
     @property
     def workers(self) -> list[Any]:
@@ -85,6 +93,8 @@ class WalrusBackend:
             out.append(_CloseStore(self.store))
         if self.flusher is not None:
             out.append(self.flusher)
+        if self.renewer is not None:
+            out.append(self.renewer)
         return out
 
     def value_limit(self, max_key_size: int) -> Callable[[bytes], int] | None:

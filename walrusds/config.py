@@ -97,6 +97,26 @@ class PackConfig:
 
 
 @dataclass(frozen=True)
+class RenewConfig:
+    # Run the renewal worker on this node (needs walrus publishers and aggregators; never on a
+    # read-only node).
+    enabled: bool = True
+    # Act on a pack when its end epoch is this many epochs away or fewer.
+    margin_epochs: int = 2
+    # Epochs bought by each renewal; 0 means walrus.epochs.
+    epochs: int = 0
+    # Compact instead of extending when dead bytes exceed this fraction of a pack's data.
+    dead_threshold: float = 0.3
+    # The network's epoch length (Mainnet 14 days, Testnet 1 day): between store responses,
+    # which report the current epoch, it advances the known epoch by elapsed time.
+    epoch_seconds: float = 14 * 24 * 3600.0
+    # Seconds between passes of the worker.
+    interval: float = 3600.0
+    # Seconds a worker holds a pack it is renewing.
+    lease: float = 1800.0
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     # A TCP listener on a non-loopback address requires tls_cert + tls_key and a token_file
     # (or tls_client_ca for mutual TLS).
@@ -120,6 +140,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     walrus: WalrusConfig = field(default_factory=WalrusConfig)
     pack: PackConfig = field(default_factory=PackConfig)
+    renew: RenewConfig = field(default_factory=RenewConfig)
 
     @property
     def max_message_size(self) -> int:
@@ -168,6 +189,21 @@ class Config:
         for name in ("max_age", "idle", "lease", "interval"):
             if getattr(pack, name) <= 0:
                 raise ConfigError(f"pack.{name} must be positive")
+        renew = self.renew
+        if not 0 <= renew.margin_epochs <= 52:
+            raise ConfigError("renew.margin_epochs must be between 0 and 52")
+        if not 0 <= renew.epochs <= 53:
+            raise ConfigError("renew.epochs must be between 1 and 53 (0: walrus.epochs)")
+        if renew.epochs and renew.epochs <= renew.margin_epochs:
+            raise ConfigError("renew.epochs must be larger than renew.margin_epochs")
+        if not 0.0 < renew.dead_threshold < 1.0:
+            raise ConfigError("renew.dead_threshold must be between 0 and 1")
+        for name in ("epoch_seconds", "interval", "lease"):
+            if getattr(renew, name) <= 0:
+                raise ConfigError(f"renew.{name} must be positive")
+        if renew.lease >= renew.epoch_seconds:
+            # A crashed worker's lease blocks its pack; it must lapse well within the margin.
+            raise ConfigError("renew.lease must be shorter than renew.epoch_seconds")
         return self
 
 
@@ -177,6 +213,7 @@ SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "walrus": WalrusConfig,
     "pack": PackConfig,
+    "renew": RenewConfig,
 }
 
 

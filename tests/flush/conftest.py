@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from walrusds.config import Config, PackConfig, WalrusConfig
-from walrusds.emulator.config import EmulatorConfig
-from walrusds.emulator.control import EmulatorControl
-from walrusds.emulator.runner import RunningEmulator, start_emulator
+from walrusds.emulator.runner import RunningEmulator
 from walrusds.flusher import Flusher, PackCapacity
 from walrusds.index.packs import PackIndex
 from walrusds.rpc import open_aio_channel, stub
 from walrusds.server.app import Service
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(EmulatorConfig(seed=3, max_body_size=64 << 20))
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
-async def control(emulator: RunningEmulator) -> AsyncIterator[EmulatorControl]:
-    async with EmulatorControl(emulator.url) as ctl:
-        yield ctl
 
 
 def walrus_config(config: Config, url: str, **pack: Any) -> Config:
@@ -75,16 +57,3 @@ async def wapi(walrus_service: Service) -> AsyncIterator[Any]:
         yield stub(channel)
     finally:
         await channel.close()
-
-
-@pytest.fixture
-def sql(pg_dsn: str, schema: str) -> Iterator[Any]:
-    """``sql(query, *params)`` → rows, on the test's schema (``{s}`` in the query)."""
-    conn = psycopg.connect(pg_dsn, autocommit=True)
-
-    def run(query: str, *params: Any) -> list[tuple[Any, ...]]:
-        cur = conn.execute(query.replace("{s}", f'"{schema}"'), params)
-        return cur.fetchall() if cur.description else []
-
-    yield run
-    conn.close()

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ds",
     "emulator",
     "stats",
+    "renew",
 )
 
 
