@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test check lint typecheck proto proto-check pytest clean
+.PHONY: setup run test check lint typecheck proto proto-go proto-check pytest shim clean
 
 setup:
 	@./scripts/setup.sh
@@ -27,10 +27,18 @@ typecheck:
 proto:
 	./scripts/genproto.sh
 
+proto-go:
+	./scripts/genproto-go.sh
+
 proto-check:
 	./scripts/genproto.sh --check
+	./scripts/genproto-go.sh --check
 
-pytest:
+# bin/ipfs-walrus: Kubo with the walrusds datastore plugin (idempotent; reuses Go's build cache)
+shim:
+	./scripts/build-shim.sh
+
+pytest: shim
 	$(VENV)/bin/pytest -m "not realnet"
 
 clean:

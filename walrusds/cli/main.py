@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "emulator",
     "stats",
     "renew",
+    "kubo_init",
 )
 
 
