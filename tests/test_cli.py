@@ -108,6 +108,14 @@ def test_up_then_ds_then_stop_and_restart(data_dir: Path) -> None:
         assert ls.stdout == b"/dir/a\t1\n/dir/b\t1\n"
         assert cli("ds", "--addr", addr, "ls").stdout.splitlines() == [
             b"/dir/a", b"/dir/b", b"/dirx", b"/hello"]
+        # `walrusds ds ls | head`: the reader goes away; no traceback
+        reader_gone = subprocess.Popen([*WALRUSDS, "ds", "--addr", addr, "ls"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert reader_gone.stdout is not None
+        reader_gone.stdout.close()
+        _, stderr = reader_gone.communicate(timeout=60)
+        assert b"Traceback" not in stderr
+        assert reader_gone.returncode in (0, 141)
         assert cli("ds", "--addr", addr, "rm", "/dirx").returncode == 0
         assert cli("ds", "--addr", addr, "rm", "/dirx").returncode == 0
         gone = cli("ds", "--addr", addr, "get", "/dirx")

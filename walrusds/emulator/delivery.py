@@ -78,8 +78,7 @@ async def serve_blob(request: web.Request, route: str, blob_id: str | None, wind
     headers = _headers(request, answer, extra_headers)
     if head:
         return _head_response(answer, headers)
-    data = await emu.state.data(record)
-    body = data[answer.start:answer.start + answer.length]
+    body = await emu.state.data_range(record, answer.start, answer.length)
     if fault is not None:
         if fault.kind is FaultKind.TRUNCATE:
             return await _truncated(request, answer, headers, body, fault)

@@ -111,6 +111,12 @@ class WalrusState:
             raise RuntimeError(f"emulator storage lost the bytes of {record.blob_id}")
         return data
 
+    async def data_range(self, record: BlobRecord, start: int, length: int) -> bytes:
+        data = await self.storage.get_range(record.blob_id, start, length)
+        if data is None:
+            raise RuntimeError(f"emulator storage lost the bytes of {record.blob_id}")
+        return data
+
     def note_read(self, blob_id: str) -> int | None:
         """Count a read of ``blob_id``; return how many reads came before it since its store."""
         if blob_id not in self.reads_since_store:
