@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from walrusds.config import Config, LimitsConfig, PostgresConfig
+from walrusds.config import Config, LimitsConfig, MetricsConfig, PostgresConfig
 from walrusds.emulator.config import EmulatorConfig
 from walrusds.emulator.control import EmulatorControl
 from walrusds.emulator.runner import RunningEmulator, start_emulator
@@ -78,6 +78,9 @@ def config(pg_dsn: str, schema: str) -> Config:
         grace=1.0,
         postgres=PostgresConfig(dsn=pg_dsn, schema=schema, pool_min=1, pool_max=8),
         limits=LimitsConfig(),
+        # Tests that want the Prometheus endpoint pick a free port; the default port may be
+        # in use by a concurrent run (or an operator's walrusds).
+        metrics=MetricsConfig(listen=""),
     )
 
 

@@ -23,6 +23,7 @@ from walrusds.keys import DEFAULT_MAX_KEY_SIZE
 
 MiB = 1024 * 1024
 DEFAULT_LISTEN = "127.0.0.1:7070"
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # 16 MiB of value plus room for the key and protobuf framing.
 MESSAGE_OVERHEAD = 64 * 1024
@@ -129,6 +130,15 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # The Prometheus endpoint (GET /metrics): host:port, or "" for none. Metrics carry no
+    # secrets, so a non-loopback address is allowed (with a warning at start).
+    listen: str = DEFAULT_METRICS_LISTEN
+    # Seconds between refreshes of the gauges read from Postgres (staged backlog, packs).
+    refresh_interval: float = 15.0
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: str = "default"
     listen: str = DEFAULT_LISTEN
@@ -141,6 +151,7 @@ class Config:
     walrus: WalrusConfig = field(default_factory=WalrusConfig)
     pack: PackConfig = field(default_factory=PackConfig)
     renew: RenewConfig = field(default_factory=RenewConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def max_message_size(self) -> int:
@@ -204,6 +215,11 @@ class Config:
         if renew.lease >= renew.epoch_seconds:
             # A crashed worker's lease blocks its pack; it must lapse well within the margin.
             raise ConfigError("renew.lease must be shorter than renew.epoch_seconds")
+        from walrusds.metrics.address import parse_metrics_listen
+
+        parse_metrics_listen(self.metrics.listen)
+        if not 0.5 <= self.metrics.refresh_interval <= 3600:
+            raise ConfigError("metrics.refresh_interval must be between 0.5 and 3600 seconds")
         return self
 
 
@@ -214,6 +230,7 @@ SECTIONS: dict[str, type[Any]] = {
     "walrus": WalrusConfig,
     "pack": PackConfig,
     "renew": RenewConfig,
+    "metrics": MetricsConfig,
 }
 
 

@@ -27,7 +27,8 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from walrusds import failpoints
@@ -36,8 +37,14 @@ from walrusds.config import Config
 from walrusds.errors import PayloadTooLarge, WalrusdsError
 from walrusds.index.packs import PackIndex, StagedStats, StoredBlob
 from walrusds.pack import build_pack, pack_size
+from walrusds.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+#: Told the outcome of every pack flush attempt ("stored", "too_large", "failed",
+#: "lease_lost", "empty"), the packfile bytes stored (0 unless stored), its entries and the
+#: seconds it took: metrics hook in here (walrusds.metrics), the flusher does not know them.
+FlushHook = Callable[[str, int, int, float], None]
 
 # A learned publisher limit never goes below this: smaller packs defeat packing (and such a
 # publisher is misconfigured or broken, not small).
@@ -86,6 +93,7 @@ class Flusher:
         self.config = config
         self.capacity = capacity
         self.owner = owner or node_owner()
+        self.on_flush: FlushHook | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -99,11 +107,8 @@ class Flusher:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="flusher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         # A flush cut short by the stop: give its claims back now rather than after the lease.
         with contextlib.suppress(WalrusdsError):
             await self.packs.abandon_owned(self.owner)
@@ -162,10 +167,33 @@ class Flusher:
         return outcome or await self.resume_stale()
 
     async def _build_and_upload(self, pack_id: int) -> FlushOutcome | None:
+        started = time.monotonic()
+        try:
+            outcome = await self._upload_pack(pack_id)
+        except PayloadTooLarge:
+            self._report("too_large", started)
+            raise
+        except Exception:
+            self._report("failed", started)
+            raise
+        self._report(outcome, started)
+        return outcome if isinstance(outcome, FlushOutcome) else None
+
+    def _report(self, outcome: FlushOutcome | str, started: float) -> None:
+        if self.on_flush is None:
+            return
+        seconds = time.monotonic() - started
+        if isinstance(outcome, FlushOutcome):
+            self.on_flush("stored", outcome.pack_bytes, outcome.members, seconds)
+        else:
+            self.on_flush(outcome, 0, 0, seconds)
+
+    async def _upload_pack(self, pack_id: int) -> FlushOutcome | str:
+        """One pack: build, upload, commit. A string names why nothing was stored."""
         members = await self.packs.members(pack_id)
         if not members:
             await self.packs.abandon(pack_id)
-            return None
+            return "empty"
         built = await asyncio.to_thread(build_pack, [(m.key, m.value) for m in members])
         data = built.data
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
@@ -173,13 +201,13 @@ class Flusher:
         if not await self.packs.record_build(pack_id, self.owner, len(data), data_bytes,
                                              len(members), digest):
             log.warning("pack %d is no longer ours before upload; leaving it", pack_id)
-            return None
+            return "lease_lost"
         try:
             async with self._keep_lease(pack_id):
                 result = await self.store.store(data, epochs=self.config.walrus.epochs)
         except PayloadTooLarge as exc:
             await self._learn_limit(pack_id, exc, len(data), len(members))
-            return None
+            return "too_large"
         except WalrusdsError:
             await self.packs.abandon(pack_id)
             raise
@@ -194,7 +222,7 @@ class Flusher:
         if pointed is None:
             log.warning("pack %d: lease lost before commit; another flusher finishes it",
                         pack_id)
-            return None
+            return "lease_lost"
         log.info("pack %d stored as blob %s: %d entries (%d still live), %d bytes, epochs "
                  "%d-%d", pack_id, result.blob_id, len(members), pointed, len(data),
                  result.start_epoch, result.end_epoch)
@@ -249,8 +277,11 @@ class Flusher:
                 backoff = min(backoff * 2, 60.0)
                 continue
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.pack.interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # lands as the event is set (a nudge during stop), and the loop never ended.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.pack.interval):
+                    await self._wake.wait()
 
 
 def unpackable(sizes: Sequence[tuple[bytes, int]], capacity: PackCapacity) -> int:

@@ -7,7 +7,8 @@ Layout of the data directory::
     emulator/        the Walrus emulator's blobs and epoch (unless [walrus] names endpoints)
     walrusds.sock    the gRPC socket (mode 0600), unless --listen says otherwise
     up.json          written once everything serves, removed at stop (mode 0600):
-                     {"grpc": ..., "postgres_dsn": ..., "emulator": ..., "pid": ...}
+                     {"grpc": ..., "postgres_dsn": ..., "emulator": ..., "metrics": ...,
+                      "pid": ...}
 """
 
 from __future__ import annotations
@@ -83,10 +84,17 @@ class LocalStack:
                      "dataset": self.service.identity.name, "pid": os.getpid(),
                      "walrus_publishers": list(walrus.publishers),
                      "walrus_aggregators": list(walrus.aggregators),
-                     "emulator": self.emulator.url if self.emulator else None}
+                     "emulator": self.emulator.url if self.emulator else None,
+                     "metrics": self._metrics_url()}
         fd = os.open(self.up_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(self.info, f, indent=2)
+
+    def _metrics_url(self) -> str | None:
+        """The Prometheus endpoint (None: turned off, or its port is still taken)."""
+        metrics = self.service.metrics if self.service is not None else None
+        endpoint = metrics.endpoint if metrics is not None else None
+        return endpoint.url if endpoint is not None else None
 
     async def _walrus(self) -> WalrusConfig:
         """The configured Walrus endpoints, or an emulator in DATA_DIR/emulator.

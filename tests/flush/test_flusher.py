@@ -230,3 +230,18 @@ async def test_transient_upload_failure_keeps_entries_staged(
         assert await get(wapi, key) == value
     await control.clear_faults()
     assert len(await flusher.flush_ready(force=True)) == 1
+
+
+async def test_stop_ends_the_loop_even_when_nudged_at_the_same_moment(flusher: Flusher) -> None:
+    # A write nudging the idle flusher in the same tick as stop() cancels it: on Python 3.11
+    # asyncio.wait_for returned the nudge and lost the cancel, and stop() hung forever.
+    for _ in range(3):
+        await flusher.start()
+        await asyncio.sleep(0.3)  # the loop found nothing to do and waits for a nudge
+        task = flusher._task
+        assert task is not None
+        flusher.nudge()
+        stopping = asyncio.ensure_future(flusher.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert done and task.done(), "the flusher's loop outlived stop()"
+

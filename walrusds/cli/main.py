@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from walrusds import __version__
 from walrusds.errors import WalrusdsError
+from walrusds.logging_setup import FORMATS, LOG_FORMAT_ENV, configure_logging, log_format_default
 
 # Each module exposes register(subparsers) which adds its parser and sets `func` to a callable
 # taking the parsed namespace and returning an exit code.
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"walrusds {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--log-format", choices=FORMATS, default=None,
+                        help=f"text lines or one JSON object per line (default: "
+                        f"${LOG_FORMAT_ENV} or text)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -45,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_format = args.log_format or log_format_default()
+    if log_format not in FORMATS:
+        parser.error(f"{LOG_FORMAT_ENV}={log_format!r}: use one of {', '.join(FORMATS)}")
+    configure_logging(args.log_level, log_format)
     try:
         return int(args.func(args))
     except WalrusdsError as exc:

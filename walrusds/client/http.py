@@ -8,15 +8,19 @@ Reads ask for exactly ``(offset, length)`` with a single-range ``Range`` header 
 ``206``'s ``Content-Range`` and length. An aggregator that ignores ``Range`` answers ``200`` with
 the whole blob: it is sliced, and kept in the byte-bounded cache so the pack's other entries
 cost nothing more. Nothing here trusts the bytes: the reader verifies every entry.
+
+Each attempt at one endpoint is reported to an optional :class:`HttpObserver` as (operation,
+outcome, seconds), so metrics can count requests without this module knowing about them.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -35,7 +39,7 @@ from walrusds.errors import (
     WalrusUnavailable,
 )
 
-__all__ = ["HttpBlobStore", "HttpStats", "Timeouts"]
+__all__ = ["OUTCOMES", "HttpBlobStore", "HttpObserver", "HttpStats", "Timeouts", "outcome_of"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,32 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _PRIORITY: tuple[type[WalrusError], ...] = (
     WalrusUnavailable, StoreFailed, WalrusProtocolError, WalrusRequestError, BlobNotFound,
     PayloadTooLarge)
+
+#: What one request to one endpoint came to (the ``outcome`` an observer is told).
+OUTCOMES = ("ok", "not_found", "too_large", "unavailable", "store_failed", "request_error",
+            "protocol_error")
+_OUTCOME_OF: tuple[tuple[type[WalrusError], str], ...] = (
+    (BlobNotFound, "not_found"), (PayloadTooLarge, "too_large"),
+    (WalrusUnavailable, "unavailable"), (StoreFailed, "store_failed"),
+    (WalrusRequestError, "request_error"), (WalrusProtocolError, "protocol_error"))
+
+
+def outcome_of(exc: WalrusError | None) -> str:
+    """The outcome name of a request that raised ``exc`` (None: it succeeded)."""
+    if exc is None:
+        return "ok"
+    for cls, name in _OUTCOME_OF:
+        if isinstance(exc, cls):
+            return name
+    return "protocol_error"
+
+
+class HttpObserver(Protocol):
+    """Told about every request to one endpoint; must be cheap and must not raise."""
+
+    def request_done(self, operation: str, outcome: str, seconds: float) -> None:
+        """``operation`` is "store" or "read"; ``outcome`` one of :data:`OUTCOMES`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,12 +103,14 @@ class HttpStats:
 class HttpBlobStore:
     def __init__(self, publishers: Sequence[str], aggregators: Sequence[str], *,
                  token: str | None = None, timeouts: Timeouts | None = None,
-                 cache_bytes: int = 0, max_connections: int = 64) -> None:
+                 cache_bytes: int = 0, max_connections: int = 64,
+                 observer: HttpObserver | None = None) -> None:
         self.publishers = EndpointPool(publishers)
         self.aggregators = EndpointPool(aggregators)
         self.timeouts = timeouts or Timeouts()
         self.cache = BlobCache(cache_bytes)
         self.stats = HttpStats()
+        self.observer = observer
         self._token = token
         t = self.timeouts
         self._client = httpx.AsyncClient(
@@ -105,7 +137,8 @@ class HttpBlobStore:
         async def at(endpoint: Endpoint) -> StoreResult:
             return await self._store_at(endpoint, data, epochs)
 
-        result = await self._walk(self.publishers, at, demote_on_too_large=False)
+        result = await self._walk(self.publishers, at, operation="store",
+                                  demote_on_too_large=False)
         self.stats.stores += 1
         self.stats.stored_bytes += len(data)
         return result
@@ -139,7 +172,7 @@ class HttpBlobStore:
         async def at(endpoint: Endpoint) -> bytes:
             return await self._range_at(endpoint, blob_id, offset, length)
 
-        return await self._walk(self.aggregators, at, rotate=rotate)
+        return await self._walk(self.aggregators, at, operation="read", rotate=rotate)
 
     async def read_blob(self, blob_id: str) -> bytes:
         _check_blob_id(blob_id)
@@ -147,7 +180,7 @@ class HttpBlobStore:
         async def fetch() -> bytes:
             async def at(endpoint: Endpoint) -> bytes:
                 return await self._whole_at(endpoint, blob_id)
-            return await self._walk(self.aggregators, at)
+            return await self._walk(self.aggregators, at, operation="read")
 
         return await self.cache.get_or_fetch(blob_id, fetch)
 
@@ -203,7 +236,7 @@ class HttpBlobStore:
                                     f"{type(exc).__name__}", endpoint=endpoint.name) from None
 
     async def _walk(self, pool: EndpointPool, call: Callable[[Endpoint], Awaitable[T]], *,
-                    demote_on_too_large: bool = True, rotate: int = 0) -> T:
+                    operation: str, demote_on_too_large: bool = True, rotate: int = 0) -> T:
         """Try ``call`` on each endpoint, best first, until one succeeds."""
         if not pool:
             raise WalrusRequestError("no Walrus aggregator is configured (walrus.aggregators)")
@@ -211,9 +244,11 @@ class HttpBlobStore:
         order = pool.ordered()
         shift = rotate % len(order)
         for endpoint in order[shift:] + order[:shift]:
+            started = time.perf_counter()
             try:
                 result = await call(endpoint)
             except WalrusError as exc:
+                self._observe(operation, exc, started)
                 failures.append(exc)
                 name = type(exc).__name__
                 self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
@@ -224,10 +259,16 @@ class HttpBlobStore:
                 log.debug("%s", exc)
                 self.stats.failovers += 1
                 continue
+            self._observe(operation, None, started)
             pool.succeeded(endpoint)
             return result
         self.stats.failovers -= 1  # the last failure had nowhere to go
         raise _most_hopeful(failures)
+
+    def _observe(self, operation: str, exc: WalrusError | None, started: float) -> None:
+        if self.observer is not None:
+            self.observer.request_done(operation, outcome_of(exc),
+                                       time.perf_counter() - started)
 
 
 def _most_hopeful(failures: list[WalrusError]) -> WalrusError:

@@ -263,4 +263,5 @@ class FaultBook:
         """Sleep up to ``seconds``; return early when the faults are cleared."""
         release = self._release
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(release.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # wait_for may swallow a cancel on 3.11
+                await release.wait()

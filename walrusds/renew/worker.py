@@ -37,10 +37,17 @@ from walrusds.index.entries import Located
 from walrusds.reader import WalrusReader
 from walrusds.renew.index import RenewIndex
 from walrusds.renew.policy import Action, PlanItem, RenewSettings, plan
+from walrusds.tasks import cancel_and_wait
 
 __all__ = ["Done", "RenewWorker"]
 
 log = logging.getLogger(__name__)
+
+#: Hooks for metrics (walrusds.metrics): an action ("extend", "compact", "lapse", "lost") and
+#: its outcome ("done", "skipped": another worker had it, "failed"); a whole pass ("ok",
+#: "failed").
+ActionHook = Callable[[str, str], None]
+PassHook = Callable[[str], None]
 
 #: Bytes of live entries a compaction holds in memory at once.
 COMPACT_CHUNK_BYTES = 32 * 1024 * 1024
@@ -67,6 +74,8 @@ class RenewWorker:
         self.owner = owner
         self._reader = reader
         self.on_restage = on_restage
+        self.on_action: ActionHook | None = None
+        self.on_pass: PassHook | None = None
         rc = config.renew
         self.settings = RenewSettings(margin_epochs=rc.margin_epochs,
                                       epochs=rc.epochs or config.walrus.epochs,
@@ -111,10 +120,19 @@ class RenewWorker:
                 result = await self._act(item, epoch)
             except DataLoss as exc:
                 log.error("renewal of pack %d: %s", item.pack.pack_id, exc)
+                self._report(item.action, "failed")
                 continue
+            except WalrusdsError:
+                self._report(item.action, "failed")
+                raise
+            self._report(item.action, "skipped" if result is None else "done")
             if result is not None:
                 done.append(result)
         return done
+
+    def _report(self, action: Action, outcome: str) -> None:
+        if self.on_action is not None:
+            self.on_action(action.value, outcome)
 
     async def _act(self, item: PlanItem, epoch: int) -> Done | None:
         p = item.pack
@@ -204,16 +222,15 @@ class RenewWorker:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="renew")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while True:
+            outcome = "failed"
             try:
                 done = await self.renew_once()
+                outcome = "ok"
                 if done:
                     log.info("renewal pass: %s", ", ".join(
                         f"{d.action.value} pack {d.pack_id}" for d in done))
@@ -222,4 +239,6 @@ class RenewWorker:
                             self.config.renew.interval, exc)
             except Exception:
                 log.exception("renewal pass failed unexpectedly")
+            if self.on_pass is not None:
+                self.on_pass(outcome)
             await asyncio.sleep(self.config.renew.interval)

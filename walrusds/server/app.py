@@ -1,8 +1,8 @@
 """Assembles and runs the service: pool, migrations, datastore, gRPC server, health, workers.
 
 Shutdown order (SIGTERM): health goes NOT_SERVING first, then the server stops accepting calls
-and gives in-flight ones ``config.grace`` seconds, then background workers stop, then the pool
-closes. Nothing writes after :meth:`Service.stop` returns.
+and gives in-flight ones ``config.grace`` seconds, then background workers stop, then the
+metrics endpoint, then the pool closes. Nothing writes after :meth:`Service.stop` returns.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from walrusds.datastore import Datastore, PackedReader
 from walrusds.errors import ConfigError, WalrusdsError
 from walrusds.index import Index, migrate, open_pool
 from walrusds.index.migrate import DatasetIdentity, check_schema
+from walrusds.logging_setup import config_secrets, register_secrets
+from walrusds.metrics.service import ServiceMetrics
 from walrusds.server.listen import (
     TokenInterceptor,
     check_exposure,
@@ -36,6 +38,7 @@ from walrusds.server.listen import (
     server_credentials,
 )
 from walrusds.server.service import DatastoreService
+from walrusds.tasks import cancel_and_wait
 from walrusds.v1 import datastore_pb2, datastore_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class Service:
     address: str
     backend: WalrusBackend | None = None
     workers: list[Worker] = field(default_factory=list)
+    metrics: ServiceMetrics | None = None
     _health_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -74,13 +78,17 @@ class Service:
         overrides the client; ``packed_reader`` overrides the reader)."""
         addr = parse_listen(config.listen)
         check_exposure(addr, config)
+        register_secrets(config_secrets(config))
         token = load_token(config.security)
         creds = server_credentials(config.security)
+        metrics = ServiceMetrics(config)
         pool = await open_pool(config.postgres)
         try:
             identity = await prepare_schema(pool, config)
             index = Index(pool, config.postgres.schema)
+            metrics.attach_pool(pool)
             backend = await WalrusBackend.open(config, pool, blob_store)
+            metrics.attach_backend(backend)
             ds = Datastore(index=index, config=config, identity=identity,
                            packed_reader=packed_reader or backend.reader,
                            on_write=backend.nudge,
@@ -89,7 +97,7 @@ class Service:
                 options=grpc_options(config),
                 interceptors=[TokenInterceptor(token)] if token else None,
             )
-            servicer = DatastoreService(ds)
+            servicer = DatastoreService(ds, metrics.rpc)
             datastore_pb2_grpc.add_DatastoreServicer_to_server(servicer, server)
             health = health_aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -112,11 +120,12 @@ class Service:
             await pool.close()
             raise
         service = cls(config, pool, identity, ds, servicer, server, health, target,
-                      backend=backend)
+                      backend=backend, metrics=metrics)
         for w in [*backend.workers, *workers]:
             await w.start()
             service.workers.append(w)
         await service._set_serving(True)
+        await metrics.start()
         service._health_task = asyncio.get_running_loop().create_task(service._watch_health())
         log.info("walrusds serving dataset %r on %s%s", identity.name, target,
                  " (read-only)" if config.read_only else "")
@@ -124,17 +133,18 @@ class Service:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.config.grace if grace is None else grace
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        await cancel_and_wait(self._health_task)
         await self.health.enter_graceful_shutdown()
+        if self.metrics is not None:
+            self.metrics.serving.set(0)
         await self.server.stop(grace)
         for w in reversed(self.workers):
             try:
                 await w.stop()
             except Exception:
                 log.exception("stopping %s failed", type(w).__name__)
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.pool.close()
         log.info("walrusds stopped")
 
@@ -146,6 +156,8 @@ class Service:
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
+        if self.metrics is not None:
+            self.metrics.serving.set(1 if serving else 0)
 
     async def _watch_health(self) -> None:
         """Health reflects whether Postgres answers (readiness, not Walrus liveness)."""

@@ -1,15 +1,20 @@
 """The gRPC servicer: translates walrusds.v1 messages to :class:`Datastore` calls and back.
 
 Every handler goes through :func:`handled`, which refuses calls whose deadline already passed
-(before any side effect) and turns exceptions into status codes via ``server.status``.
+(before any side effect) and turns exceptions into status codes via ``server.status``. Each call
+is reported once to :class:`~walrusds.metrics.rpc.RpcMetrics` (when the service has metrics)
+with the status code the client saw and its duration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
@@ -28,6 +33,9 @@ from walrusds.query.spec import (
 from walrusds.server.status import code_for, describe
 from walrusds.v1 import datastore_pb2 as pb
 from walrusds.v1 import datastore_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from walrusds.metrics.rpc import RpcMetrics
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,17 +68,18 @@ def handled(fn: F) -> F:
     @functools.wraps(fn)
     async def wrapper(self: DatastoreService, request: Any,
                       context: grpc.aio.ServicerContext) -> Any:
-        await refuse_expired(context)
-        await self.admit(context)
-        try:
-            return await fn(self, request, context)
-        except Exception as exc:  # mapped to a status in one place
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            code, message = describe(exc, method)
-            await context.abort(code, message)
-        finally:
-            self.inflight -= 1
+        with self.observed(method, context):
+            await refuse_expired(context)
+            await self.admit(context, method)
+            try:
+                return await fn(self, request, context)
+            except Exception as exc:  # mapped to a status in one place
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                code, message = describe(exc, method)
+                await context.abort(code, message)
+            finally:
+                self.inflight -= 1
 
     return cast(F, wrapper)
 
@@ -87,12 +96,46 @@ async def refuse_expired(context: grpc.aio.ServicerContext) -> None:
                             "the deadline expired before the call started")
 
 
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    """The status an aborted call ended with (set by ``context.abort``)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int):  # some grpcio versions keep the number
+        for known in grpc.StatusCode:
+            if known.value[0] == code:
+                return str(known.name)
+    return "UNKNOWN"
+
+
 class DatastoreService(pb_grpc.DatastoreServicer):
-    def __init__(self, ds: Datastore) -> None:
+    def __init__(self, ds: Datastore, metrics: RpcMetrics | None = None) -> None:
         self.ds = ds
         self.inflight = 0
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.count_in_flight(lambda: self.inflight)
 
-    async def admit(self, context: grpc.aio.ServicerContext) -> None:
+    @contextlib.contextmanager
+    def observed(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """Report the call's status code and duration to the metrics, however it ends."""
+        if self.metrics is None:
+            yield
+            return
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK.name
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED.name
+            raise
+        except BaseException:
+            code = _code_name(context)
+            raise
+        finally:
+            self.metrics.observe(method, code, time.perf_counter() - started)
+
+    async def admit(self, context: grpc.aio.ServicerContext, method: str) -> None:
         """Count a call in, or refuse it past ``limits.max_concurrent_rpcs``.
 
         grpcio's own ``maximum_concurrent_rpcs`` is not used: its asyncio implementation
@@ -100,6 +143,8 @@ class DatastoreService(pb_grpc.DatastoreServicer):
         """
         limit = self.ds.config.limits.max_concurrent_rpcs
         if self.inflight >= limit:
+            if self.metrics is not None:
+                self.metrics.refusal(method)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"server busy: {limit} calls in flight; retry with backoff")
         self.inflight += 1
@@ -139,8 +184,15 @@ class DatastoreService(pb_grpc.DatastoreServicer):
 
     async def Query(self, request: pb.QueryRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.QueryResponse]:
+        with self.observed("Query", context):
+            async with contextlib.aclosing(self._query(request, context)) as responses:
+                async for response in responses:
+                    yield response
+
+    async def _query(self, request: pb.QueryRequest,
+                     context: grpc.aio.ServicerContext) -> AsyncGenerator[pb.QueryResponse]:
         await refuse_expired(context)
-        await self.admit(context)
+        await self.admit(context, "Query")
         try:
             spec = query_spec(request)
             page = request.page_size or self.ds.config.limits.query_page
