@@ -9,6 +9,7 @@ import pytest
 
 from tests.renew.conftest import Rig
 from walrusds.renew import Action
+from walrusds.renew import worker as worker_module
 from walrusds.v1 import datastore_pb2 as pb
 
 
@@ -66,6 +67,26 @@ async def test_compaction_moves_live_entries_and_retires_the_pack(
     await rig.flush()
     await rig.check_all_readable()  # from the new pack
     await rig.next_epoch(2)  # the old blob expires; nothing points at it
+    await rig.check_all_readable()
+
+
+async def test_compaction_pages_past_empty_values_sharing_an_offset(
+        rig: Rig, sql: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty value has the offset of the entry after it; pages of two entries end on one.
+    monkeypatch.setattr(worker_module, "COMPACT_CHUNK_ENTRIES", 2)
+    live = []
+    for size in (1000, 0, 1000, 0, 0, 1000, 0):
+        live += await rig.put(1, size=size)
+    dead = await rig.put(4)
+    await rig.flush()
+    [(old, _, _, _)] = await stored(sql, rig)
+    await rig.delete(dead)
+    await rig.next_epoch()
+    await rig.learn_epoch()
+    done = await rig.worker.renew_once()
+    assert [d.action for d in done if d.pack_id == old] == [Action.COMPACT]
+    assert sql("SELECT entries FROM {s}.staged_backlog") == [(len(live),)]
+    assert sql("SELECT count(*) FROM {s}.entries WHERE pack_id = %s", old) == [(0,)]
     await rig.check_all_readable()
 
 

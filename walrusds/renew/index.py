@@ -74,7 +74,8 @@ class RenewIndex:
             "AND end_epoch <= %s RETURNING id", s)
         self._live = _q(
             "SELECT key, pack_offset, size, digest FROM {s}.entries WHERE pack_id = %s "
-            "AND pack_offset > %s ORDER BY pack_offset LIMIT %s", s)
+            "AND pack_offset >= %s AND (pack_offset, key) > (%s, %b) "
+            "ORDER BY pack_offset, key LIMIT %s", s)
         self._restage = _q(
             "UPDATE {s}.entries e SET value = m.value, pack_id = NULL, pack_offset = NULL, "
             "claim_pack_id = NULL, staged_at = now() "
@@ -148,10 +149,16 @@ class RenewIndex:
     async def lose(self, pack_id: int, current_epoch: int) -> bool:
         return await self._one_row(self._lose, (pack_id, current_epoch), "mark pack lost")
 
-    async def live_entries(self, pack_id: int, after_offset: int,
+    async def live_entries(self, pack_id: int, after: tuple[int, bytes] | None,
                            limit: int) -> list[LiveEntry]:
+        """The next ``limit`` entries pointing at the pack, after ``after`` (offset, key) in
+        (offset, key) order. The key breaks ties: an empty value shares its offset with the
+        entry that follows it in the packfile."""
+        offset, key = after if after is not None else (-1, b"")
+
         async def go(conn: AsyncConn) -> list[LiveEntry]:
-            cur = await conn.execute(self._live, (pack_id, after_offset, limit), binary=True)
+            cur = await conn.execute(self._live, (pack_id, offset, offset, key, limit),
+                                     binary=True)
             return [LiveEntry(bytes(k), int(o), int(n), bytes(d))
                     for k, o, n, d in await cur.fetchall()]
 

@@ -178,7 +178,7 @@ class RenewWorker:
     async def _compact(self, item: PlanItem) -> Done:
         p = item.pack
         moved = failed = 0
-        after = -1
+        after: tuple[int, bytes] | None = None
         while True:
             batch = await self.index.live_entries(p.pack_id, after, COMPACT_CHUNK_ENTRIES)
             if not batch:
@@ -191,7 +191,7 @@ class RenewWorker:
                 chunk.append(Located(e.key, e.size, e.digest, None, p.pack_id, e.offset,
                                      p.blob_id, "stored", p.end_epoch))
                 size += e.size
-            after = chunk[-1].pack_offset or 0
+            after = (chunk[-1].pack_offset or 0, chunk[-1].key)
             try:
                 values = await self.reader.read_packed(chunk)
             except DataLoss:
