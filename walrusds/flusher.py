@@ -35,7 +35,7 @@ from walrusds import failpoints
 from walrusds.client.protocol import BlobStore
 from walrusds.config import Config
 from walrusds.errors import PayloadTooLarge, WalrusdsError
-from walrusds.index.packs import PackIndex, StagedStats, StoredBlob
+from walrusds.index.packs import Member, PackIndex, StagedStats, StoredBlob
 from walrusds.pack import build_pack, pack_size
 from walrusds.tasks import cancel_and_wait
 
@@ -191,6 +191,16 @@ class Flusher:
     async def _upload_pack(self, pack_id: int) -> FlushOutcome | str:
         """One pack: build, upload, commit. A string names why nothing was stored."""
         members = await self.packs.members(pack_id)
+        corrupt = await asyncio.to_thread(lambda: [m.key for m in members if not _matches(m)])
+        if corrupt:
+            # Packing them would store bytes that fail every later read, and their commit
+            # would never point them: the same pack would be built and paid for again.
+            await self.packs.quarantine(pack_id, corrupt, self.owner)
+            log.error("pack %d: %d staged value(s) no longer match their digest and are not "
+                      "packed (first key %r); see data_loss_events", pack_id, len(corrupt),
+                      corrupt[0])
+            bad = set(corrupt)
+            members = [m for m in members if m.key not in bad]
         if not members:
             await self.packs.abandon(pack_id)
             return "empty"
@@ -282,6 +292,10 @@ class Flusher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.pack.interval):
                     await self._wake.wait()
+
+
+def _matches(member: Member) -> bool:
+    return hashlib.sha256(member.value).digest() == member.digest
 
 
 def unpackable(sizes: Sequence[tuple[bytes, int]], capacity: PackCapacity) -> int:

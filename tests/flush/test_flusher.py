@@ -245,3 +245,27 @@ async def test_stop_ends_the_loop_even_when_nudged_at_the_same_moment(flusher: F
         done, _ = await asyncio.wait({stopping}, timeout=10)
         assert done and task.done(), "the flusher's loop outlived stop()"
 
+
+async def test_a_corrupt_staged_value_is_quarantined_not_packed_again_and_again(
+        wapi: Any, flusher: Flusher, sql: Any, control: EmulatorControl) -> None:
+    items = blocks(6)
+    await put_all(wapi, items)
+    bad = sorted(items)[2]
+    sql("UPDATE {s}.entries SET value = overlay(value PLACING '\\x00'::bytea FROM 1 FOR 1) "
+        "WHERE key = %s", bad)  # bit rot under Postgres: same length, other bytes
+    async with asyncio.timeout(60):  # it used to rebuild and re-upload the same pack forever
+        done = await flusher.flush_ready(force=True)
+        assert [(o.members, o.pointed) for o in done] == [(5, 5)]
+        assert await flusher.flush_ready(force=True) == []
+    assert (await control.counters())["statuses"]["store"] == {"200": 1}
+    [(kind, key)] = sql("SELECT kind, key FROM {s}.data_loss_events")
+    assert (kind, bytes(key)) == ("corrupt", bad)
+    assert sql("SELECT entries, claimed FROM {s}.staged_backlog") == [(1, 1)]  # set aside
+    for key, value in items.items():
+        if key != bad:
+            assert await get(wapi, key) == value
+    # a Delete clears it for good; the key can be written again and is packed as usual
+    await wapi.Delete(pb.DeleteRequest(key=bad))
+    await wapi.Put(pb.PutRequest(key=bad, value=items[bad]))
+    assert [o.pointed for o in await flusher.flush_ready(force=True)] == [1]
+    assert await get(wapi, bad) == items[bad]

@@ -127,6 +127,13 @@ class PackIndex:
         self._abandon_owned = _q(
             "UPDATE {s}.packs SET state = 'abandoned', lease_owner = NULL, lease_until = NULL, "
             "updated_at = now() WHERE state = 'building' AND lease_owner = %s", s)
+        self._quarantine = _q(
+            "WITH q AS (INSERT INTO {s}.packs (state) VALUES ('abandoned') RETURNING id) "
+            "UPDATE {s}.entries SET claim_pack_id = (SELECT id FROM q) "
+            "WHERE claim_pack_id = %s AND pack_id IS NULL AND key = ANY(%b::bytea[])", s)
+        self._record_corrupt = _q(
+            "INSERT INTO {s}.data_loss_events (kind, key, detail, node) "
+            "SELECT 'corrupt', k, %s, %s FROM unnest(%b::bytea[]) AS k", s)
         self._state = _q(
             "SELECT current_epoch, publisher_max_body FROM {s}.walrus_state", s)
 
@@ -252,6 +259,22 @@ class PackIndex:
                 await conn.execute(self._abandon_owned, (owner,))
 
         await run(self.pool, go, "abandon owned packs")
+
+    async def quarantine(self, pack_id: int, keys: Sequence[bytes], owner: str) -> int:
+        """Take staged entries whose bytes no longer match their digest out of ``pack_id`` and
+        out of the staged pool for good: they stay claimed by an abandoned pack, so no flusher
+        packs (or retries) them, and each is recorded as a 'corrupt' data-loss event. A Put of
+        different bytes, or a Delete, clears the claim as for any entry. Returns how many."""
+        async def go(conn: AsyncConn) -> int:
+            async with conn.transaction():
+                cur = await conn.execute(self._quarantine, (pack_id, list(keys)))
+                moved = cur.rowcount
+                await conn.execute(self._record_corrupt, (
+                    "staged bytes do not match the digest recorded at Put; not packed",
+                    owner, list(keys)))
+                return moved
+
+        return await run(self.pool, go, "quarantine corrupt staged entries")
 
     async def take_over_stale(self, owner: str, lease: float) -> tuple[int, int] | None:
         """Take the lease of one building pack whose lease expired: (pack id, target)."""
