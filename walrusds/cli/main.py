@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "stats",
     "renew",
     "kubo_init",
+    "verify",
+    "reindex",
 )
 
 
