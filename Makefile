@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test check lint typecheck proto proto-go proto-check pytest shim clean
+.PHONY: setup run test check lint typecheck proto proto-go proto-check pytest shim clean \
+	bench bench-quick
 
 setup:
 	@./scripts/setup.sh
@@ -22,7 +23,7 @@ lint:
 	$(VENV)/bin/ruff check walrusds tests bench
 
 typecheck:
-	$(VENV)/bin/mypy walrusds tests
+	$(VENV)/bin/mypy walrusds tests bench
 
 proto:
 	./scripts/genproto.sh
@@ -40,6 +41,14 @@ shim:
 
 pytest: shim
 	$(VENV)/bin/pytest -m "not realnet"
+
+# Benchmarks (not part of `make test`): one run on a private stack, writes bench/results/*.json
+# and rewrites bench/RESULTS.md. bench-quick: under ~10 minutes on 2 cores; bench: under ~45.
+bench: setup shim
+	$(PY) -m bench.run --size full
+
+bench-quick: setup shim
+	$(PY) -m bench.run --size quick
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build

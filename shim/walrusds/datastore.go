@@ -58,6 +58,7 @@ func Open(ctx context.Context, opts Options) (*Datastore, error) {
 	if slices.Contains(info.GetFeatures(), "lookup") {
 		d.sizes = newCoalescer(dctx, pb.LookupMode_LOOKUP_MODE_SIZE, d.sendLookup,
 			opts.LookupMaxKeys, opts.LookupMaxWait)
+		d.sizes.maxInflight = sizeLookupsInflight
 		d.values = newCoalescer(dctx, pb.LookupMode_LOOKUP_MODE_GET, d.sendLookup,
 			opts.LookupMaxKeys, opts.LookupMaxWait)
 	}

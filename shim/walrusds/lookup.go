@@ -11,17 +11,28 @@ import (
 // lookupFunc sends one Lookup for keys and returns one result per key, in order.
 type lookupFunc func(ctx context.Context, mode pb.LookupMode, keys [][]byte) ([]*pb.LookupResult, error)
 
+// sizeLookupsInflight bounds the Has/GetSize Lookups that maxWait's timer may have in flight at
+// once. Without it, 128 callers behind a 1 ms timer kept dozens of small Lookups in flight, and
+// the service, whose cost is per call rather than per key, answered ~8,000 Has/s; two in
+// flight keep it busy (one computed while the other's answer travels) with full batches, which
+// reached ~25,000 Has/s on the benchmark machine (bench/RESULTS.md). Get Lookups stay
+// unbounded: each of their keys may wait for a Walrus read, so they gain from concurrency.
+const sizeLookupsInflight = 2
+
 // coalescer turns concurrent single-key lookups into batched Lookup calls. A call made while
 // no Lookup of its mode is in flight is sent at once, so a lone caller waits for nothing.
 // Calls that arrive while one is in flight queue up and go out together as soon as it returns,
-// when maxKeys are queued, or after maxWait, whichever comes first. Bitswap's 128 workers
-// thus cost a few Lookups instead of 128 calls.
+// when maxKeys are queued, or after maxWait unless maxInflight Lookups are in flight,
+// whichever comes first. Bitswap's 128 workers thus cost a few Lookups instead of 128
+// calls.
 type coalescer struct {
 	mode    pb.LookupMode
 	send    lookupFunc
 	maxKeys int
 	maxWait time.Duration
-	ctx     context.Context // cancelled by Close; bounds the shared calls
+	// maxInflight > 0 stops the timer from sending while that many Lookups are in flight.
+	maxInflight int
+	ctx         context.Context // cancelled by Close; bounds the shared calls
 
 	mu       sync.Mutex
 	pending  []*lookupCall
@@ -87,12 +98,14 @@ func (c *coalescer) takeLocked() []*lookupCall {
 	return batch
 }
 
-// flush sends whatever is queued; the timer calls it after maxWait.
+// flush sends whatever is queued; the timer calls it after maxWait. With maxInflight Lookups
+// already in flight it leaves the queue to the first of them that returns (run).
 func (c *coalescer) flush() {
 	c.mu.Lock()
 	c.timer = nil
 	var batch []*lookupCall
-	if len(c.pending) > 0 && !c.closed {
+	if len(c.pending) > 0 && !c.closed &&
+		(c.maxInflight <= 0 || c.inflight < c.maxInflight) {
 		batch = c.takeLocked()
 	}
 	c.mu.Unlock()

@@ -104,3 +104,37 @@ func TestCoalescerCallerContextAndClose(t *testing.T) {
 	}
 	close(release)
 }
+
+func TestCoalescerBoundsTimerLookupsInFlight(t *testing.T) {
+	var inflight, peak atomic.Int32
+	send := func(_ context.Context, _ pb.LookupMode, keys [][]byte) ([]*pb.LookupResult, error) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		inflight.Add(-1)
+		return make([]*pb.LookupResult, len(keys)), nil
+	}
+	c := newCoalescer(context.Background(), pb.LookupMode_LOOKUP_MODE_SIZE, send, 4096,
+		100*time.Microsecond)
+	c.maxInflight = 2
+	var wg sync.WaitGroup
+	for i := range 128 {
+		wg.Go(func() {
+			for j := range 20 {
+				if _, err := c.lookup(context.Background(), []byte(fmt.Sprintf("/k/%d/%d", i, j))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p > 2 {
+		t.Fatalf("%d Lookups were in flight at once, above maxInflight 2", p)
+	}
+}

@@ -8,6 +8,7 @@ first result, so it sorts in memory, bounded by ``limits.max_value_sort_entries`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from walrusds.errors import ResourceExhausted
@@ -54,28 +55,44 @@ class QueryEngine:
                 return
             to_skip = 0
         page_rows = VALUES_PAGE if spec.needs_values else KEYS_PAGE
-        while remaining != 0:
-            want = page_rows if remaining < 0 or to_skip else min(page_rows, remaining)
-            rows = await self.scanner.page(spec.key_range, spec.key_filters, after,
-                                           spec.descending, want)
-            if not rows:
-                return
-            after = rows[-1][0]
-            if spec.needs_values:
-                entries = await self._with_values(rows, spec)
-            else:
-                entries = [Entry(k, s) for k, s in rows]
-            if to_skip:
-                dropped = min(to_skip, len(entries))
-                entries = entries[dropped:]
-                to_skip -= dropped
-            if remaining >= 0:
-                entries = entries[:remaining]
-                remaining -= len(entries)
-            if entries:
-                yield entries
-            if len(rows) < want:
-                return
+        # An unlimited keys-only scan (what Kubo's `refs local` and GC send) asks for the next
+        # page before handing this one on, so PostgreSQL reads it while this process encodes
+        # and sends the current one: on two cores the two overlap instead of taking turns.
+        prefetch = not spec.needs_values and remaining < 0 and not to_skip
+        ahead: asyncio.Task[list[tuple[bytes, int]]] | None = None
+        try:
+            while remaining != 0:
+                want = page_rows if remaining < 0 or to_skip else min(page_rows, remaining)
+                if ahead is not None:
+                    rows, ahead = await ahead, None
+                else:
+                    rows = await self.scanner.page(spec.key_range, spec.key_filters, after,
+                                                   spec.descending, want)
+                if not rows:
+                    return
+                after = rows[-1][0]
+                if prefetch and len(rows) == want:
+                    ahead = asyncio.ensure_future(self.scanner.page(
+                        spec.key_range, spec.key_filters, after, spec.descending, want))
+                if spec.needs_values:
+                    entries = await self._with_values(rows, spec)
+                else:
+                    entries = [Entry(k, s) for k, s in rows]
+                if to_skip:
+                    dropped = min(to_skip, len(entries))
+                    entries = entries[dropped:]
+                    to_skip -= dropped
+                if remaining >= 0:
+                    entries = entries[:remaining]
+                    remaining -= len(entries)
+                if entries:
+                    yield entries
+                if len(rows) < want:
+                    return
+        finally:
+            if ahead is not None:  # the consumer stopped early: drop the page read ahead
+                ahead.cancel()
+                ahead.add_done_callback(_retrieve)
 
     async def _skip_keys(self, spec: QuerySpec, count: int) -> tuple[bytes | None, bool]:
         """Advance past ``count`` matching keys without reading values."""
@@ -151,3 +168,9 @@ def _by_bytes(rows: list[tuple[bytes, int]], budget: int) -> list[list[tuple[byt
     if current:
         chunks.append(current)
     return chunks
+
+
+def _retrieve(task: asyncio.Task[list[tuple[bytes, int]]]) -> None:
+    """Mark a dropped read-ahead's outcome as seen, so asyncio logs no unretrieved error."""
+    if not task.cancelled():
+        task.exception()
