@@ -197,18 +197,28 @@ class DatastoreService(pb_grpc.DatastoreServicer):
             spec = query_spec(request)
             page = request.page_size or self.ds.config.limits.query_page
             page = min(page, 100_000)
-            out: list[pb.QueryEntry] = []
-            nbytes = 0
+            # Entries are added in place (entries.add): building QueryEntry objects and then
+            # QueryResponse(entries=...) copied each one again, twice the cost per key.
+            response = pb.QueryResponse()
+            add = response.entries.add
+            count = nbytes = 0
             async for entries in self.ds.query(spec):
                 for e in entries:
-                    size = len(e.key) + (len(e.value) if e.value else 0)
-                    if out and (len(out) >= page or nbytes + size > QUERY_MESSAGE_BYTES):
-                        yield pb.QueryResponse(entries=out)
-                        out, nbytes = [], 0
-                    out.append(pb.QueryEntry(key=e.key, value=e.value or b"", size=e.size))
+                    value = e.value
+                    size = len(e.key) + (len(value) if value else 0)
+                    if count and (count >= page or nbytes + size > QUERY_MESSAGE_BYTES):
+                        yield response
+                        response = pb.QueryResponse()
+                        add = response.entries.add
+                        count = nbytes = 0
+                    if value:
+                        add(key=e.key, value=value, size=e.size)
+                    else:
+                        add(key=e.key, size=e.size)
+                    count += 1
                     nbytes += size
-            if out:
-                yield pb.QueryResponse(entries=out)
+            if count:
+                yield response
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
