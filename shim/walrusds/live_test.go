@@ -235,3 +235,46 @@ func TestClosedDatastore(t *testing.T) {
 		t.Fatalf("a second Close: %v", err)
 	}
 }
+
+// TestBatchGroupsPuts: a commit mixing thousands of small puts, a value above the message
+// bound and deletes lands whole, with the puts grouped into messages ("batch-puts") and,
+// against a service that does not report that feature, one put per message.
+func TestBatchGroupsPuts(t *testing.T) {
+	for _, grouped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("grouped=%v", grouped), func(t *testing.T) {
+			d := open(t, walrusds.Options{})
+			if !grouped {
+				walrusds.WithoutFeature(d, "batch-puts")
+			}
+			ctx := context.Background()
+			prefix := fmt.Sprintf("/grouped-%v", grouped)
+			values := randomValues(3000, 4096)
+			values[1500] = make([]byte, 3<<20) // travels alone
+			keys := putAll(t, d, prefix, values)
+			b, err := d.Batch(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < len(keys); i += 10 {
+				if err := b.Delete(ctx, keys[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i, k := range keys {
+				v, err := d.Get(ctx, k)
+				if i%10 == 0 {
+					if !errors.Is(err, ds.ErrNotFound) {
+						t.Fatalf("Get(%s) after delete: %v", k, err)
+					}
+					continue
+				}
+				if err != nil || !bytes.Equal(v, values[i]) {
+					t.Fatalf("Get(%s): other bytes or %v", k, err)
+				}
+			}
+		})
+	}
+}

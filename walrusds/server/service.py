@@ -237,8 +237,10 @@ class DatastoreService(pb_grpc.DatastoreServicer):
                 batch.put(req.put.key, req.put.value)
             elif kind == "delete":
                 batch.delete(req.delete.key)
-            else:
+            elif not req.puts:
                 raise InvalidArgument("batch message carries neither put nor delete")
+            for put in req.puts:
+                batch.put(put.key, put.value)
         if context.cancelled():
             return pb.BatchResponse()
         return pb.BatchResponse(applied=await self.ds.commit(batch))

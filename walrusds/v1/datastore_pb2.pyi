@@ -627,23 +627,32 @@ Global___BatchDelete: _TypeAlias = BatchDelete  # noqa: Y015
 
 @_typing.final
 class BatchRequest(_message.Message):
+    """One stream message: one put or delete in `op`, and/or several puts in `puts` (applied after
+    `op`, in order). Small blocks cost per message, so clients that see the "batch-puts" feature
+    in Info send many puts per message; a service without it would ignore `puts`.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PUT_FIELD_NUMBER: _builtins.int
     DELETE_FIELD_NUMBER: _builtins.int
+    PUTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def put(self) -> Global___BatchPut: ...
     @_builtins.property
     def delete(self) -> Global___BatchDelete: ...
+    @_builtins.property
+    def puts(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchPut]: ...
     def __init__(
         self,
         *,
         put: Global___BatchPut | None = ...,
         delete: Global___BatchDelete | None = ...,
+        puts: _abc.Iterable[Global___BatchPut] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "op", b"op", "put", b"put"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "op", b"op", "put", b"put"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "op", b"op", "put", b"put", "puts", b"puts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["put", "delete"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015

@@ -1425,6 +1425,9 @@ func (x *BatchDelete) GetKey() []byte {
 	return nil
 }
 
+// One stream message: one put or delete in `op`, and/or several puts in `puts` (applied after
+// `op`, in order). Small blocks cost per message, so clients that see the "batch-puts" feature
+// in Info send many puts per message; a service without it would ignore `puts`.
 type BatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Op:
@@ -1432,6 +1435,7 @@ type BatchRequest struct {
 	//	*BatchRequest_Put
 	//	*BatchRequest_Delete
 	Op            isBatchRequest_Op `protobuf_oneof:"op"`
+	Puts          []*BatchPut       `protobuf:"bytes,3,rep,name=puts,proto3" json:"puts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1487,6 +1491,13 @@ func (x *BatchRequest) GetDelete() *BatchDelete {
 		if x, ok := x.Op.(*BatchRequest_Delete); ok {
 			return x.Delete
 		}
+	}
+	return nil
+}
+
+func (x *BatchRequest) GetPuts() []*BatchPut {
+	if x != nil {
+		return x.Puts
 	}
 	return nil
 }
@@ -1926,10 +1937,11 @@ const file_walrusds_v1_datastore_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"\x1f\n" +
 	"\vBatchDelete\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"s\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x9e\x01\n" +
 	"\fBatchRequest\x12)\n" +
 	"\x03put\x18\x01 \x01(\v2\x15.walrusds.v1.BatchPutH\x00R\x03put\x122\n" +
-	"\x06delete\x18\x02 \x01(\v2\x18.walrusds.v1.BatchDeleteH\x00R\x06deleteB\x04\n" +
+	"\x06delete\x18\x02 \x01(\v2\x18.walrusds.v1.BatchDeleteH\x00R\x06delete\x12)\n" +
+	"\x04puts\x18\x03 \x03(\v2\x15.walrusds.v1.BatchPutR\x04putsB\x04\n" +
 	"\x02op\")\n" +
 	"\rBatchResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x03R\aapplied\"%\n" +
@@ -2054,33 +2066,34 @@ var file_walrusds_v1_datastore_proto_depIdxs = []int32{
 	22, // 10: walrusds.v1.QueryResponse.entries:type_name -> walrusds.v1.QueryEntry
 	24, // 11: walrusds.v1.BatchRequest.put:type_name -> walrusds.v1.BatchPut
 	25, // 12: walrusds.v1.BatchRequest.delete:type_name -> walrusds.v1.BatchDelete
-	4,  // 13: walrusds.v1.Datastore.Put:input_type -> walrusds.v1.PutRequest
-	6,  // 14: walrusds.v1.Datastore.Get:input_type -> walrusds.v1.GetRequest
-	8,  // 15: walrusds.v1.Datastore.Has:input_type -> walrusds.v1.HasRequest
-	10, // 16: walrusds.v1.Datastore.GetSize:input_type -> walrusds.v1.GetSizeRequest
-	12, // 17: walrusds.v1.Datastore.Delete:input_type -> walrusds.v1.DeleteRequest
-	14, // 18: walrusds.v1.Datastore.Lookup:input_type -> walrusds.v1.LookupRequest
-	21, // 19: walrusds.v1.Datastore.Query:input_type -> walrusds.v1.QueryRequest
-	26, // 20: walrusds.v1.Datastore.Batch:input_type -> walrusds.v1.BatchRequest
-	28, // 21: walrusds.v1.Datastore.Sync:input_type -> walrusds.v1.SyncRequest
-	30, // 22: walrusds.v1.Datastore.DiskUsage:input_type -> walrusds.v1.DiskUsageRequest
-	32, // 23: walrusds.v1.Datastore.Info:input_type -> walrusds.v1.InfoRequest
-	5,  // 24: walrusds.v1.Datastore.Put:output_type -> walrusds.v1.PutResponse
-	7,  // 25: walrusds.v1.Datastore.Get:output_type -> walrusds.v1.GetResponse
-	9,  // 26: walrusds.v1.Datastore.Has:output_type -> walrusds.v1.HasResponse
-	11, // 27: walrusds.v1.Datastore.GetSize:output_type -> walrusds.v1.GetSizeResponse
-	13, // 28: walrusds.v1.Datastore.Delete:output_type -> walrusds.v1.DeleteResponse
-	16, // 29: walrusds.v1.Datastore.Lookup:output_type -> walrusds.v1.LookupResponse
-	23, // 30: walrusds.v1.Datastore.Query:output_type -> walrusds.v1.QueryResponse
-	27, // 31: walrusds.v1.Datastore.Batch:output_type -> walrusds.v1.BatchResponse
-	29, // 32: walrusds.v1.Datastore.Sync:output_type -> walrusds.v1.SyncResponse
-	31, // 33: walrusds.v1.Datastore.DiskUsage:output_type -> walrusds.v1.DiskUsageResponse
-	33, // 34: walrusds.v1.Datastore.Info:output_type -> walrusds.v1.InfoResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	24, // 13: walrusds.v1.BatchRequest.puts:type_name -> walrusds.v1.BatchPut
+	4,  // 14: walrusds.v1.Datastore.Put:input_type -> walrusds.v1.PutRequest
+	6,  // 15: walrusds.v1.Datastore.Get:input_type -> walrusds.v1.GetRequest
+	8,  // 16: walrusds.v1.Datastore.Has:input_type -> walrusds.v1.HasRequest
+	10, // 17: walrusds.v1.Datastore.GetSize:input_type -> walrusds.v1.GetSizeRequest
+	12, // 18: walrusds.v1.Datastore.Delete:input_type -> walrusds.v1.DeleteRequest
+	14, // 19: walrusds.v1.Datastore.Lookup:input_type -> walrusds.v1.LookupRequest
+	21, // 20: walrusds.v1.Datastore.Query:input_type -> walrusds.v1.QueryRequest
+	26, // 21: walrusds.v1.Datastore.Batch:input_type -> walrusds.v1.BatchRequest
+	28, // 22: walrusds.v1.Datastore.Sync:input_type -> walrusds.v1.SyncRequest
+	30, // 23: walrusds.v1.Datastore.DiskUsage:input_type -> walrusds.v1.DiskUsageRequest
+	32, // 24: walrusds.v1.Datastore.Info:input_type -> walrusds.v1.InfoRequest
+	5,  // 25: walrusds.v1.Datastore.Put:output_type -> walrusds.v1.PutResponse
+	7,  // 26: walrusds.v1.Datastore.Get:output_type -> walrusds.v1.GetResponse
+	9,  // 27: walrusds.v1.Datastore.Has:output_type -> walrusds.v1.HasResponse
+	11, // 28: walrusds.v1.Datastore.GetSize:output_type -> walrusds.v1.GetSizeResponse
+	13, // 29: walrusds.v1.Datastore.Delete:output_type -> walrusds.v1.DeleteResponse
+	16, // 30: walrusds.v1.Datastore.Lookup:output_type -> walrusds.v1.LookupResponse
+	23, // 31: walrusds.v1.Datastore.Query:output_type -> walrusds.v1.QueryResponse
+	27, // 32: walrusds.v1.Datastore.Batch:output_type -> walrusds.v1.BatchResponse
+	29, // 33: walrusds.v1.Datastore.Sync:output_type -> walrusds.v1.SyncResponse
+	31, // 34: walrusds.v1.Datastore.DiskUsage:output_type -> walrusds.v1.DiskUsageResponse
+	33, // 35: walrusds.v1.Datastore.Info:output_type -> walrusds.v1.InfoResponse
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_walrusds_v1_datastore_proto_init() }
