@@ -40,9 +40,12 @@ async def ingest(addr: str, *, prefix: str, size: int, count: int, writers: int,
                 return
 
             async def stream(keys: list[int] = keys) -> AsyncIterator[pb.BatchRequest]:
-                for k in keys:
-                    yield pb.BatchRequest(put=pb.BatchPut(key=seq_key(prefix, k),
-                                                          value=os.urandom(size)))
+                # as the shim does: puts grouped up to ~1 MiB per message (feature batch-puts)
+                per_message = max(1, (1 << 20) // max(size, 1))
+                for i in range(0, len(keys), per_message):
+                    yield pb.BatchRequest(puts=[
+                        pb.BatchPut(key=seq_key(prefix, k), value=os.urandom(size))
+                        for k in keys[i:i + per_message]])
             await api.Batch(stream())
 
     try:
