@@ -2,7 +2,8 @@
 itself when it reaches a named point, exactly as a power cut or OOM kill would stop it.
 
 Points (see docs/design.md, "Crash windows"): ``flush_after_claim``, ``flush_after_upload``,
-``flush_before_commit``, ``renew_after_upload``, ``renew_before_repoint``. Unset in production;
+``flush_before_commit``, ``renew_after_upload``, ``renew_before_repoint``; and
+``import_after_batch_N`` (``walrusds import`` after its N-th committed Batch). Unset in production;
 reading the variable once at import keeps the check to a set lookup.
 """
 

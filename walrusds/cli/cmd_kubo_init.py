@@ -47,14 +47,24 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", help="expected dataset name (default: what the service serves)")
     p.add_argument("--profile", action="append", default=[], metavar="PROFILE",
                    help="more Kubo init profiles, applied before walrusds (e.g. server, test)")
+    add_ipfs_argument(p)
+    add_credential_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_ipfs_argument(p: argparse.ArgumentParser) -> None:
+    """``--ipfs``: the ipfs-walrus binary (see :func:`find_ipfs`)."""
     p.add_argument("--ipfs", type=Path, help="the ipfs-walrus binary (default: $WALRUSDS_IPFS, "
                    "bin/ipfs-walrus of this checkout, then ipfs-walrus on PATH)")
+
+
+def add_credential_arguments(p: argparse.ArgumentParser) -> None:
+    """``--token-file`` and the TLS options, read back by :func:`target_from_args`."""
     p.add_argument("--token-file", type=Path, help="file (mode 0600) with the service's token")
     p.add_argument("--tls-ca", type=Path, help="CA certificate that signs the service's")
     p.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
     p.add_argument("--tls-key", type=Path, help="client key (mutual TLS)")
     p.add_argument("--tls-server-name", help="name to expect in the service's certificate")
-    p.set_defaults(func=run)
 
 
 @dataclass(frozen=True)
@@ -76,13 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if (repo / "config").exists():
         raise ConfigError(f"{repo} already holds a Kubo repo; kubo-init only creates new ones")
     ipfs = find_ipfs(args.ipfs)
-    target = Target(
-        addresses=[a.strip() for arg in args.addr for a in arg.split(",") if a.strip()],
-        token_file=_absolute(args.token_file), tls_ca=_absolute(args.tls_ca),
-        tls_cert=_absolute(args.tls_cert), tls_key=_absolute(args.tls_key),
-        tls_server_name=args.tls_server_name)
-    if bool(target.tls_cert) != bool(target.tls_key):
-        raise ConfigError("--tls-cert and --tls-key go together (mutual TLS needs both)")
+    target = target_from_args(args)
     info = service_info(target)
     if args.dataset and args.dataset != info.dataset:
         raise ConfigError(f"the service serves dataset {info.dataset!r}, not {args.dataset!r}")
@@ -90,16 +94,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{target.addresses[0]} is read-only and dataset {info.dataset!r} "
                           "has no blocks yet: initialize an upload node on it first")
     profiles = [p for arg in args.profile for p in arg.split(",") if p] + [PROFILE]
-    init = subprocess.run([str(ipfs), "init", "--profile", ",".join(profiles)],
-                          env=init_env(repo, target, info.dataset), capture_output=True,
-                          text=True, timeout=INIT_TIMEOUT, check=False)
-    if init.returncode != 0:
-        raise ConfigError(f"{ipfs.name} init failed: {(init.stderr or init.stdout).strip()}")
+    init_repo(ipfs, repo, target, info.dataset, profiles)
     check_repo(repo, info.dataset, target.addresses)
-    stat = subprocess.run([str(ipfs), "repo", "stat", "--size-only"], env=init_env(repo),
-                          capture_output=True, text=True, timeout=60, check=False)
-    if stat.returncode != 0:
-        raise ConfigError(f"the new repo does not open: {stat.stderr.strip()}")
+    check_opens(ipfs, repo, "the new repo")
     role = "retrieval node (read-only service)" if info.read_only else "upload node"
     print(f"created Kubo repo {repo} ({role})\n"
           f"  /blocks   walrusds dataset {info.dataset!r} ({info.dataset_id}) at "
@@ -107,6 +104,39 @@ def run(args: argparse.Namespace) -> int:
           f"  the rest  local (keys, pins, MFS root; see {repo / 'datastore_spec'})\n"
           f"  start:    IPFS_PATH={repo} {ipfs} daemon")
     return 0
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    """The service to talk to, from ``--addr`` (repeated or comma-separated) and the options of
+    :func:`add_credential_arguments`; file names are made absolute."""
+    target = Target(
+        addresses=[a.strip() for arg in args.addr for a in arg.split(",") if a.strip()],
+        token_file=_absolute(args.token_file), tls_ca=_absolute(args.tls_ca),
+        tls_cert=_absolute(args.tls_cert), tls_key=_absolute(args.tls_key),
+        tls_server_name=args.tls_server_name)
+    if bool(target.tls_cert) != bool(target.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together (mutual TLS needs both)")
+    return target
+
+
+def init_repo(ipfs: Path, repo: Path, target: Target, dataset: str,
+              profiles: list[str], *extra: str) -> None:
+    """``ipfs-walrus init --profile PROFILES`` at ``repo``, the walrusds profile reading the
+    target and dataset from the environment (:func:`init_env`); ``extra`` are more init flags."""
+    init = subprocess.run([str(ipfs), "init", "--profile", ",".join(profiles), *extra],
+                          env=init_env(repo, target, dataset), capture_output=True,
+                          text=True, timeout=INIT_TIMEOUT, check=False)
+    if init.returncode != 0:
+        raise ConfigError(f"{ipfs.name} init failed: {(init.stderr or init.stdout).strip()}")
+
+
+def check_opens(ipfs: Path, repo: Path, what: str) -> None:
+    """Open ``repo`` once through Kubo (``repo stat --size-only``), which checks
+    ``datastore_spec`` against the config and connects the plugin to the service."""
+    stat = subprocess.run([str(ipfs), "repo", "stat", "--size-only"], env=init_env(repo),
+                          capture_output=True, text=True, timeout=60, check=False)
+    if stat.returncode != 0:
+        raise ConfigError(f"{what} does not open: {stat.stderr.strip()}")
 
 
 def find_ipfs(flag: Path | None) -> Path:
@@ -133,7 +163,8 @@ def _absolute(path: Path | None) -> Path | None:
     return path.expanduser().resolve() if path is not None else None
 
 
-def _channel(addr: str, target: Target) -> grpc.Channel:
+def target_channel(addr: str, target: Target) -> grpc.Channel:
+    """A channel to ``addr`` with the target's TLS settings (plaintext without them)."""
     options = channel_options()
     if not target.uses_tls:
         return grpc.insecure_channel(addr, options=options)
@@ -146,13 +177,15 @@ def _channel(addr: str, target: Target) -> grpc.Channel:
     return grpc.secure_channel(addr, creds, options=options)
 
 
-def _metadata(target: Target) -> tuple[tuple[str, str], ...]:
+def target_metadata(target: Target) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying the target's token, if it has one."""
     if target.token_file is None:
         return ()
     return token_metadata(read_secret_file(str(target.token_file), "token"))
 
 
-def _rpc_failure(addr: str, exc: grpc.RpcError) -> Exception:
+def rpc_failure(addr: str, exc: grpc.RpcError) -> Exception:
+    """The one-line error for a failed call to ``addr``: a refused token or unreachable."""
     code, details = exc.code(), exc.details()
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(f"{addr} refused the token: {details} (see --token-file)")
@@ -163,12 +196,12 @@ def service_info(target: Target) -> pb.InfoResponse:
     """Info from every address; they must all serve the same dataset."""
     answers: list[tuple[str, pb.InfoResponse]] = []
     for addr in target.addresses:
-        with _channel(addr, target) as channel:
+        with target_channel(addr, target) as channel:
             try:
                 info = stub(channel).Info(pb.InfoRequest(), timeout=10,
-                                          metadata=_metadata(target))
+                                          metadata=target_metadata(target))
             except grpc.RpcError as exc:
-                raise _rpc_failure(addr, exc) from None
+                raise rpc_failure(addr, exc) from None
         answers.append((addr, info))
     first_addr, first = answers[0]
     for addr, info in answers[1:]:
@@ -181,12 +214,12 @@ def service_info(target: Target) -> pb.InfoResponse:
 
 def has_key(target: Target, key: bytes) -> bool:
     addr = target.addresses[0]
-    with _channel(addr, target) as channel:
+    with target_channel(addr, target) as channel:
         try:
             return bool(stub(channel).Has(pb.HasRequest(key=key), timeout=10,
-                                          metadata=_metadata(target)).exists)
+                                          metadata=target_metadata(target)).exists)
         except grpc.RpcError as exc:
-            raise _rpc_failure(addr, exc) from None
+            raise rpc_failure(addr, exc) from None
 
 
 def init_env(repo: Path, target: Target | None = None, dataset: str = "") -> dict[str, str]:

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "kubo_init",
     "verify",
     "reindex",
+    "import",
 )
 
 
