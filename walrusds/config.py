@@ -43,6 +43,13 @@ class PostgresConfig:
     statement_timeout: float = 60.0
     # Seconds a caller waits for a pooled connection before RESOURCE_EXHAUSTED.
     pool_timeout: float = 10.0
+    # A streaming replica of the primary (read-only retrieval nodes): lookups of block keys
+    # read it first and ask the primary on a miss (walrusds.index.replica). Empty: none.
+    replica_dsn: str = ""
+    # The replica is used only while it has replayed the primary's WAL of this many seconds ago.
+    replica_max_lag: float = 10.0
+    # Run Query on the replica too (its results may lag by up to replica_max_lag).
+    replica_queries: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,10 +171,14 @@ class Config:
                 f"postgres.schema {self.postgres.schema!r} is not a valid name: use 1-63 "
                 "characters of a-z, 0-9 and _, starting with a letter or _"
             )
+        if self.postgres.schema.startswith("pg_") or self.postgres.schema == "information_schema":
+            raise ConfigError(f"postgres.schema {self.postgres.schema!r} is reserved for "
+                              "PostgreSQL's own catalogs: choose another name")
         if not self.dataset or len(self.dataset) > 128 or not self.dataset.isprintable():
             raise ConfigError("dataset must be a printable name of 1-128 characters")
         if self.postgres.pool_min < 1 or self.postgres.pool_max < self.postgres.pool_min:
             raise ConfigError("postgres.pool_min must be >= 1 and <= postgres.pool_max")
+        _check_replica(self.postgres)
         lim = self.limits
         if not 2 <= lim.max_key_size <= 2048:
             raise ConfigError("limits.max_key_size must be between 2 and 2048 bytes")
@@ -223,6 +234,32 @@ class Config:
         return self
 
 
+def _check_replica(pg: PostgresConfig) -> None:
+    """The replica settings on their own; that the node is read-only is checked at start, after
+    ``serve --read-only`` applied (walrusds.index.replica.check_replica_node)."""
+    if not 0.0 < pg.replica_max_lag <= 3600.0:
+        raise ConfigError("postgres.replica_max_lag must be between 0 and 3600 seconds")
+    if not pg.replica_dsn:
+        if pg.replica_queries:
+            raise ConfigError("postgres.replica_queries needs postgres.replica_dsn")
+        return
+    if not pg.dsn:
+        raise ConfigError("postgres.replica_dsn needs postgres.dsn: the primary answers what "
+                          "the replica does not have, and takes every write")
+    if pg.replica_dsn.strip() == pg.dsn.strip():
+        raise ConfigError("postgres.replica_dsn names the same server as postgres.dsn: point "
+                          "it at a streaming replica, or leave it empty")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(pg.replica_dsn)
+    except ProgrammingError:
+        # never echo the value: it may hold a password
+        raise ConfigError("postgres.replica_dsn is not a valid libpq connection string or "
+                          "URL") from None
+
+
 SECTIONS: dict[str, type[Any]] = {
     "postgres": PostgresConfig,
     "limits": LimitsConfig,
@@ -247,9 +284,39 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        _refuse_shared_password(path, raw)
     _merge_env(raw, env)
     config: Config = _build(Config, raw, "")
     return config.validate()
+
+
+def _refuse_shared_password(path: str | os.PathLike[str], raw: Mapping[str, Any]) -> None:
+    """Secrets come from the environment or a 0600 file: a config file that holds a DSN
+    password must be as private as a password file."""
+    section = raw.get("postgres")
+    if not isinstance(section, Mapping):
+        return
+    for name, value in section.items():
+        if not (name.endswith("dsn") and isinstance(value, str) and _has_password(value)):
+            continue
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                f"config file {path} holds a password in postgres.{name} and is readable by "
+                f"group or others (mode {mode:o}): chmod 600 it, or move the password to "
+                "postgres.password_file or the environment")
+
+
+def _has_password(dsn: str) -> bool:
+    if "password" not in dsn and "@" not in dsn:
+        return False
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(conninfo_to_dict(dsn).get("password"))
+    except ProgrammingError:
+        return False  # not a DSN at all: the connection attempt reports it
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ from walrusds import __version__
 from walrusds.coalesce import Coalescer
 from walrusds.config import Config
 from walrusds.errors import (
+    IndexUnavailable,
     InvalidArgument,
     NotFound,
     ReadOnlyError,
@@ -40,6 +41,19 @@ class PackedReader(Protocol):
     """Reads and verifies the bytes of packed entries (implemented over Walrus)."""
 
     async def read_packed(self, entries: Sequence[Located]) -> dict[bytes, bytes]: ...
+
+
+class ReadRouting(Protocol):
+    """Where reads go when the node has a replica (``walrusds.index.replica.ReplicaReads``):
+    lookups replica-first, Query on the index :meth:`query_index` names (None: the primary)."""
+
+    async def sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]: ...
+
+    async def locate(self, keys: Sequence[bytes]) -> dict[bytes, Located]: ...
+
+    def query_index(self) -> Index | None: ...
+
+    def replica_failed(self, exc: BaseException) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +104,21 @@ class Datastore:
     def __init__(self, *, index: Index, config: Config, identity: DatasetIdentity,
                  packed_reader: PackedReader | None = None,
                  on_write: Callable[[], None] | None = None,
-                 value_limit: Callable[[bytes], int] | None = None) -> None:
+                 value_limit: Callable[[bytes], int] | None = None,
+                 routing: ReadRouting | None = None) -> None:
         self.index = index
+        self.routing = routing
+        reads: Index | ReadRouting = index if routing is None else routing
         self.config = config
         self.identity = identity
         self.packed_reader = packed_reader
         self.on_write = on_write
         self.value_limit = value_limit
-        self._sizes: Coalescer[bytes, int] = Coalescer(index.sizes)
-        self._locate: Coalescer[bytes, Located] = Coalescer(index.locate)
-        self.engine = QueryEngine(index, Scanner(index.pool, index.schema), self.read_values,
-                                  config.limits.max_value_sort_entries)
+        self._reads = reads
+        self._sizes: Coalescer[bytes, int] = Coalescer(reads.sizes)
+        self._locate: Coalescer[bytes, Located] = Coalescer(reads.locate)
+        self.engine = self._engine_on(index)
+        self._replica_engine: QueryEngine | None = None
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -163,7 +181,7 @@ class Datastore:
     async def lookup_sizes(self, keys: Sequence[bytes]) -> list[LookupResult]:
         """Has/GetSize for many keys in one index query."""
         valid, results = self._check_lookup_keys(keys)
-        sizes = await self.index.sizes(valid) if valid else {}
+        sizes = await self._reads.sizes(valid) if valid else {}
         for i, key in enumerate(keys):
             if results[i] is None:
                 size = sizes.get(key)
@@ -174,7 +192,7 @@ class Datastore:
     async def lookup_values(self, keys: Sequence[bytes]) -> list[LookupResult]:
         """Get for many keys: one index query, then the bytes, within a response budget."""
         valid, results = self._check_lookup_keys(keys)
-        located = await self.index.locate(valid) if valid else {}
+        located = await self._reads.locate(valid) if valid else {}
         budget = self.config.limits.max_lookup_bytes
         wanted: dict[bytes, Located] = {}
         for i, key in enumerate(keys):
@@ -203,7 +221,33 @@ class Datastore:
         return [r for r in results if r is not None]
 
     def query(self, spec: QuerySpec) -> AsyncIterator[list[Entry]]:
-        return self.engine.run(spec)
+        target = self.routing.query_index() if self.routing is not None else None
+        if target is None:
+            return self.engine.run(spec)
+        return self._query_replica(target, spec)
+
+    async def _query_replica(self, target: Index, spec: QuerySpec) -> AsyncIterator[list[Entry]]:
+        """A Query on the replica; one that fails there before its first page runs on the
+        primary instead."""
+        engine = self._replica_engine
+        if engine is None or engine.index is not target:
+            engine = self._replica_engine = self._engine_on(target)
+        sent = False
+        try:
+            async for page in engine.run(spec):
+                sent = True
+                yield page
+            return
+        except IndexUnavailable as exc:
+            if sent or self.routing is None:
+                raise
+            self.routing.replica_failed(exc)
+        async for page in self.engine.run(spec):
+            yield page
+
+    def _engine_on(self, index: Index) -> QueryEngine:
+        return QueryEngine(index, Scanner(index.pool, index.schema), self.read_values,
+                           self.config.limits.max_value_sort_entries)
 
     async def read_values(self, entries: Sequence[Located]) -> dict[bytes, bytes]:
         """The verified bytes of located entries: staged from Postgres, packed from Walrus."""
@@ -309,4 +353,4 @@ async def _digests(values: Sequence[bytes]) -> list[bytes]:
 
 
 __all__ = ["FEATURES", "BatchBuilder", "Datastore", "LookupResult", "PackedReader",
-           "__version__"]
+           "ReadRouting", "__version__"]

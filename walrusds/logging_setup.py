@@ -71,14 +71,15 @@ def redact(text: str) -> str:
 
 
 def config_secrets(config: Config) -> list[str]:
-    """The secrets a configuration holds: the DSN's password, the contents of the secret files,
+    """The secrets a configuration holds: the DSNs' passwords, the contents of the secret files,
     and long path segments of Walrus endpoint URLs (where hosted publishers put API keys).
 
     Unreadable files are skipped: loading them for real reports the problem.
     """
     out: list[str] = []
-    dsn = config.postgres.dsn
-    if dsn:
+    for dsn in (config.postgres.dsn, config.postgres.replica_dsn):
+        if not dsn:
+            continue
         try:
             from psycopg.conninfo import conninfo_to_dict
 

@@ -14,8 +14,10 @@ from typing import Any
 import grpc
 
 from walrusds.config import read_secret_file
+from walrusds.errors import ConfigError
 from walrusds.keys import show_key
 from walrusds.rpc import open_channel, stub, token_metadata
+from walrusds.server.listen import parse_listen
 from walrusds.v1 import datastore_pb2 as pb
 
 DEFAULT_ADDR = "127.0.0.1:7070"
@@ -54,6 +56,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     token = read_secret_file(args.token_file, "token") if args.token_file else None
+    if token and not args.tls_ca and not _local(args.addr):
+        raise ConfigError(f"refusing to send the token in plaintext to {args.addr}: pass "
+                          "--tls-ca for a TLS connection (plaintext is for loopback and unix "
+                          "sockets only)")
     meta = token_metadata(token) if not args.tls_ca else ()
     with open_channel(args.addr, tls_ca=args.tls_ca, token=token) as channel:
         api = stub(channel)
@@ -63,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
             code = exc.code()
             print(f"walrusds ds {args.op}: {code.name}: {exc.details()}", file=sys.stderr)
             return 1
+
+
+def _local(addr: str) -> bool:
+    try:
+        return parse_listen(addr).loopback
+    except ConfigError:
+        return False  # not an address walrusds would listen on: treat it as remote
 
 
 def _key(args: argparse.Namespace, text: str) -> bytes:

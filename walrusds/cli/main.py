@@ -68,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # A file named on the command line that cannot be read (missing, a directory, no
+        # permission): one line, like every other error, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"walrusds {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

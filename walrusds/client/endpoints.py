@@ -30,6 +30,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_link_local(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_link_local or ip.is_unspecified
+
+
 def check_endpoint_url(url: str, what: str) -> str:
     """Validate a publisher/aggregator base URL: https, or http on loopback only.
 
@@ -42,6 +50,10 @@ def check_endpoint_url(url: str, what: str) -> str:
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ConfigError(f"{what} {redact_url(url)} must use https (plain http is allowed "
                           "on loopback only)")
+    if _is_link_local(parts.hostname):
+        raise ConfigError(f"{what} {redact_url(url)} is a link-local or unspecified address "
+                          "(where cloud metadata services answer): use the endpoint's own "
+                          "address")
     if parts.query or parts.fragment:
         raise ConfigError(f"{what} {redact_url(url)} must not have a query or fragment")
     if parts.username or parts.password:

@@ -69,6 +69,12 @@ def error_for(response: httpx.Response, endpoint: str, *, what: str,
         return WalrusUnavailable(message, status=status, endpoint=endpoint)
     if 400 <= status < 500:
         return WalrusRequestError(message, status=status, endpoint=endpoint)
+    if 300 <= status < 400:
+        # Redirects are never followed (a redirect could point anywhere, credentials and all);
+        # retrying will not change the answer: the configured URL is wrong.
+        return WalrusRequestError(f"{what}: {endpoint} answered a redirect ({status}), which "
+                                  "walrusds does not follow: configure the URL it points to",
+                                  status=status, endpoint=endpoint)
     return WalrusProtocolError(f"{what}: {endpoint} answered an unexpected {status}",
                                status=status, endpoint=endpoint)
 

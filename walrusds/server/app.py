@@ -28,8 +28,12 @@ from walrusds.datastore import Datastore, PackedReader
 from walrusds.errors import ConfigError, WalrusdsError
 from walrusds.index import Index, migrate, open_pool
 from walrusds.index.migrate import DatasetIdentity, check_schema
+from walrusds.index.replica import Replica, check_replica_node
 from walrusds.logging_setup import config_secrets, register_secrets
+from walrusds.metrics.replica import ReplicaCollector
 from walrusds.metrics.service import ServiceMetrics
+from walrusds.replica_reader import relocating_reader
+from walrusds.server.decode import RequestDecoding
 from walrusds.server.listen import (
     TokenInterceptor,
     check_exposure,
@@ -68,6 +72,7 @@ class Service:
     backend: WalrusBackend | None = None
     workers: list[Worker] = field(default_factory=list)
     metrics: ServiceMetrics | None = None
+    replica: Replica | None = None
     _health_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -78,24 +83,34 @@ class Service:
         overrides the client; ``packed_reader`` overrides the reader)."""
         addr = parse_listen(config.listen)
         check_exposure(addr, config)
+        check_replica_node(config)
         register_secrets(config_secrets(config))
         token = load_token(config.security)
         creds = server_credentials(config.security)
         metrics = ServiceMetrics(config)
         pool = await open_pool(config.postgres)
+        replica: Replica | None = None
         try:
             identity = await prepare_schema(pool, config)
             index = Index(pool, config.postgres.schema)
             metrics.attach_pool(pool)
             backend = await WalrusBackend.open(config, pool, blob_store)
             metrics.attach_backend(backend)
+            reader = packed_reader or backend.reader
+            if config.postgres.replica_dsn:  # read-only retrieval node on a streaming replica
+                replica = await Replica.open(config, index, identity.id)
+                metrics.registry.register(ReplicaCollector(replica.reads))
+                if reader is not None:
+                    reader = relocating_reader(reader, replica.reads.relocate)
             ds = Datastore(index=index, config=config, identity=identity,
-                           packed_reader=packed_reader or backend.reader,
+                           packed_reader=reader,
                            on_write=backend.nudge,
-                           value_limit=backend.value_limit(config.limits.max_key_size))
+                           value_limit=backend.value_limit(config.limits.max_key_size),
+                           routing=replica.reads if replica is not None else None)
             server = grpc.aio.server(
                 options=grpc_options(config),
-                interceptors=[TokenInterceptor(token)] if token else None,
+                interceptors=[*([TokenInterceptor(token)] if token else []),
+                              RequestDecoding(metrics.rpc)],
             )
             servicer = DatastoreService(ds, metrics.rpc)
             datastore_pb2_grpc.add_DatastoreServicer_to_server(servicer, server)
@@ -107,21 +122,31 @@ class Service:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(addr.unix_path)
             target = addr.grpc_target
-            port = (server.add_secure_port(target, creds) if creds
-                    else server.add_insecure_port(target))
+            try:
+                port = (server.add_secure_port(target, creds) if creds
+                        else server.add_insecure_port(target))
+            except RuntimeError:  # grpcio: "Failed to bind to address ..."
+                port = 0
+            if port == 0 and addr.unix_path is not None:
+                raise ConfigError(f"cannot listen on {target}: check that the directory "
+                                  "exists and is writable")
             if addr.unix_path is None:
                 if port == 0:
-                    raise ConfigError(f"cannot listen on {target}")
+                    raise ConfigError(f"cannot listen on {target}: the address is in use or "
+                                      "not on this host")
                 target = parse_listen(f"{addr.host}:{port}").grpc_target
             await server.start()
             if addr.unix_path is not None:
                 os.chmod(addr.unix_path, 0o600)
         except BaseException:
+            if replica is not None:
+                await replica.pool.close()
             await pool.close()
             raise
         service = cls(config, pool, identity, ds, servicer, server, health, target,
-                      backend=backend, metrics=metrics)
-        for w in [*backend.workers, *workers]:
+                      backend=backend, metrics=metrics, replica=replica)
+        # the replica's watch starts first and stops (closing its pool) after the others
+        for w in [*([replica] if replica is not None else []), *backend.workers, *workers]:
             await w.start()
             service.workers.append(w)
         await service._set_serving(True)

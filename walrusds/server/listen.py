@@ -72,7 +72,7 @@ def server_credentials(sec: SecurityConfig) -> grpc.ServerCredentials | None:
         return None
     try:
         cert = Path(sec.tls_cert).read_bytes()
-        key = Path(sec.tls_key).read_bytes()
+        key = read_secret_file(sec.tls_key, "security.tls_key").encode()
         ca = Path(sec.tls_client_ca).read_bytes() if sec.tls_client_ca else None
     except OSError as exc:
         raise ConfigError(f"security: cannot read {exc.filename}: {exc.strerror}") from None

@@ -40,8 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# A call that arrives with less time than this left is refused as DEADLINE_EXCEEDED.
-MIN_REMAINING = 0.001
+# A call that arrives with less time than this left is refused as DEADLINE_EXCEEDED: it could
+# not finish in time, and a write started anyway might commit after its caller gave up. grpc
+# rounds the deadline it carries up (a 1 ms deadline arrives with up to ~1.6 ms left), so the
+# margin is a few milliseconds, not one.
+MIN_REMAINING = 0.005
 # Bytes of entries per Query response message (well under the message size limit).
 QUERY_MESSAGE_BYTES = 4 * 1024 * 1024
 
