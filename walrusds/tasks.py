@@ -8,6 +8,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: How long to wait for a cancelled task before cancelling it again.
+RECANCEL_SECONDS = 0.5
+
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` and return once it has ended.
@@ -18,7 +21,11 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """
     if task is None:
         return
-    task.cancel()
-    await asyncio.wait({task})
+    # Python 3.11's asyncio can lose a cancel that lands in the same loop iteration as a
+    # timeout or a wake-up of what the task awaits (wait_for, asyncio.timeout): cancel again
+    # until the task has ended rather than wait for it forever.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.warning("background task %s ended with %r", task.get_name(), exc)
