@@ -135,6 +135,23 @@ def log_format_default() -> str:
     return os.environ.get(LOG_FORMAT_ENV, "").strip().lower() or "text"
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is when the record is logged, not as it was
+    when logging was configured: code that swaps stderr (a test capturing output, a daemon
+    redirecting it) never leaves a handler writing to a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Log to stderr at ``level`` in ``fmt`` ("text" or "json"), replacing earlier handlers."""
     if fmt not in FORMATS:
@@ -142,7 +159,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     numeric = getattr(logging, str(level).upper(), None)
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=numeric, handlers=[handler], force=True)
     for name in CHATTY:

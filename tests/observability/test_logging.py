@@ -124,3 +124,22 @@ def test_cli_log_format_option_and_environment(pg_dsn: str, schema: str) -> None
     applied = [r for r in records if r["logger"] == "walrusds.index.migrate"]
     assert applied and applied[0]["message"].startswith("applying migration 0001_")
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+
+
+def test_the_cli_handler_follows_a_swapped_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    # A handler bound to the stderr of the moment wrote to a closed file once that stream was
+    # replaced (pytest's capture between tests): "--- Logging error ---" and a traceback.
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    old = sys.stderr
+    try:
+        sys.stderr = first = io.StringIO()
+        configure_logging("INFO", "text")
+        first.close()
+        sys.stderr = second = io.StringIO()
+        logging.getLogger("walrusds.test").info("after the swap")
+        assert "after the swap" in second.getvalue()
+    finally:
+        sys.stderr = old
+        root.handlers[:] = saved
+        root.setLevel(level)
