@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run test check lint typecheck proto proto-go proto-check pytest shim clean \
-	bench bench-quick
+	bench bench-quick chaos
 
 setup:
 	@./scripts/setup.sh
@@ -41,6 +41,11 @@ shim:
 
 pytest: shim
 	$(VENV)/bin/pytest -m "not realnet"
+
+# The crash and fault suite at length (not part of `make test`, which runs it small): more
+# Hypothesis examples, SIGKILL rounds, Postgres restarts and cut positions; about half an hour.
+chaos: shim
+	WALRUSDS_CHAOS_EXAMPLES=200 $(VENV)/bin/pytest tests/chaos
 
 # Benchmarks (not part of `make test`): one run on a private stack, writes bench/results/*.json
 # and rewrites bench/RESULTS.md. bench-quick: under ~10 minutes on 2 cores; bench: under ~45.

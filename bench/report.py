@@ -2,7 +2,9 @@
 
 The hand-written analysis (profiles, reasons for missed targets) lives in bench/analysis.md and
 is copied in verbatim, so a new run never loses it; the pack-ratio section of
-bench/ingest_packing.py is regenerated when the run included it and kept otherwise.
+bench/ingest_packing.py is regenerated when the run included it and kept otherwise. Everything
+after :data:`KEEP_MARKER` (figures measured by other commands, such as the crash and fault
+suite's) is kept as it is, at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PACKING_HEADING = "## Pack ratio under steady ingest"
+#: RESULTS.md from this line on is hand-written and survives every rewrite.
+KEEP_MARKER = "<!-- hand-written sections follow; bench/report.py keeps them as they are -->"
 COMMANDS = {"full": "make bench", "quick": "make bench-quick", "tiny": "(smoke test)"}
 
 
@@ -264,4 +268,11 @@ def write(r: dict[str, Any], path: Path) -> None:
     analysis = HERE / "analysis.md"
     if analysis.exists():
         lines += [analysis.read_text().rstrip(), ""]
+    lines += kept_sections(old)
     path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def kept_sections(old: str) -> list[str]:
+    """The hand-written tail of the previous RESULTS.md, from :data:`KEEP_MARKER` on."""
+    start = old.find(KEEP_MARKER)
+    return [] if start < 0 else [old[start:].rstrip(), ""]

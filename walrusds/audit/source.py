@@ -83,9 +83,12 @@ class AuditIndex:
         self._packs = _q(
             "SELECT id, blob_id, state, end_epoch FROM {s}.packs WHERE id > %s ORDER BY id "
             "LIMIT %s", s)
+        # The pack's facts are read with its entries, not taken from the listing: a pack listed
+        # while 'building' may have been committed (and entries pointed at it) since.
         self._pack_entries = _q(
-            "SELECT key, size, digest, pack_offset FROM {s}.entries WHERE pack_id = %s "
-            "AND (pack_offset, key) > (%s, %b) ORDER BY pack_offset, key LIMIT %s", s)
+            "SELECT e.key, e.size, e.digest, e.pack_offset, p.blob_id, p.state, p.end_epoch "
+            "FROM {s}.entries e JOIN {s}.packs p ON p.id = e.pack_id WHERE e.pack_id = %s "
+            "AND (e.pack_offset, e.key) > (%s, %b) ORDER BY e.pack_offset, e.key LIMIT %s", s)
         self._staged_first = _q(
             "SELECT staged_at, key, size FROM {s}.entries WHERE pack_id IS NULL "
             "ORDER BY staged_at, key LIMIT %s", s)
@@ -166,9 +169,8 @@ class AuditIndex:
         async def go(conn: AsyncConn) -> list[Located]:
             cur = await conn.execute(self._pack_entries,
                                      (pack.pack_id, after[0], after[1], limit), binary=True)
-            return [Located(bytes(k), int(n), bytes(d), None, pack.pack_id, int(o),
-                            pack.blob_id, pack.state, pack.end_epoch)
-                    for k, n, d, o in await cur.fetchall()]
+            return [Located(bytes(k), int(n), bytes(d), None, pack.pack_id, int(o), b, st, end)
+                    for k, n, d, o, b, st, end in await cur.fetchall()]
 
         return await run(self.pool, go, "list pack entries")
 

@@ -1,0 +1,1 @@
+"""Test harness pieces shared by several test directories (fault proxy, server processes)."""
