@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.hardening import (
+    config_mistakes,
     test_cli_bad_input,
-    test_config_errors,
     test_grpc_bad_input,
     test_security,
     test_streams,
@@ -85,7 +85,7 @@ def test_bad_input_page_lists_every_row() -> None:
 def test_security_page_lists_every_row() -> None:
     named = _named("security.md")
     expected: set[tuple[str, str | None]] = {
-        ("test_config_mistake_stops_start_up", row) for row in test_config_errors.MISTAKES}
+        ("test_config_mistake_stops_start_up", row) for row in config_mistakes.MISTAKES}
     expected |= {(name, None) for name in dir(test_security) if name.startswith("test_")}
     expected |= {("test_config_mistakes_through_real_processes", None)}
     covered = {name for name, _ in named}
