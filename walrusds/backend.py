@@ -25,6 +25,7 @@ from walrusds.config import Config
 from walrusds.flusher import Flusher, PackCapacity, node_owner
 from walrusds.index.events import LossLog
 from walrusds.index.packs import PackIndex
+from walrusds.prefetch import PackPrefetch
 from walrusds.reader import WalrusReader
 from walrusds.renew import RenewWorker
 
@@ -66,8 +67,10 @@ class WalrusBackend:
         reader = flusher = capacity = None
         if store is not None and (wcfg.aggregators or not wcfg.publishers):
             loss_log = LossLog(pool, schema, owner)
+            prefetch = PackPrefetch(reads=wcfg.prefetch_reads, window=wcfg.prefetch_window,
+                                    cache_bytes=wcfg.cache_bytes)
             reader = WalrusReader(store, aggregators=len(wcfg.aggregators),
-                                  record_loss=loss_log.record)
+                                  record_loss=loss_log.record, prefetch=prefetch)
         if store is not None and wcfg.publishers and config.pack.flush and not config.read_only:
             packs = PackIndex(pool, schema)
             _, learned = await packs.walrus_state()

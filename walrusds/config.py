@@ -84,8 +84,14 @@ class WalrusConfig:
     store_timeout: float = 600.0
     # Overall deadline for one read or store including retries.
     deadline: float = 900.0
-    # Bytes of whole packs kept in memory when an aggregator ignores Range.
+    # Bytes of whole packs kept in memory: packs read whole (prefetch), or sent whole by an
+    # aggregator that ignores Range. 0: no cache, no prefetch.
     cache_bytes: int = 256 * MiB
+    # Read a whole pack once (into the cache) after this many reads of it within
+    # prefetch_window seconds, when they asked for at least 1/256 of its bytes and it fits
+    # twice in cache_bytes. 0: never; every entry is its own ranged read.
+    prefetch_reads: int = 8
+    prefetch_window: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,13 @@ class Config:
             check_endpoint_url(url, "walrus.aggregators entry")
         if not 1 <= self.walrus.epochs <= 53:
             raise ConfigError("walrus.epochs must be between 1 and 53")
+        if self.walrus.cache_bytes < 0:
+            raise ConfigError("walrus.cache_bytes must not be negative (0: no cache)")
+        if not 0 <= self.walrus.prefetch_reads <= 1_000_000:
+            raise ConfigError("walrus.prefetch_reads must be between 0 and 1000000 (0: never "
+                              "read a pack whole)")
+        if not 0 < self.walrus.prefetch_window <= 3600:
+            raise ConfigError("walrus.prefetch_window must be between 0 and 3600 seconds")
         pack = self.pack
         # Values larger than a pack can hold are refused at Put time (the pack capacity is
         # the effective value limit), so a small target is legal: tests use tiny packs.

@@ -2,7 +2,9 @@
 
 Entries are read with ranged reads of exactly their bytes; entries of one pack that lie close
 together (a key-ordered scan over a pack, whose members are laid out in key order) share one
-read. Every entry is verified before it is returned — against the SHA-256 digest the index
+read. A pack read often enough in a short window is fetched whole into the blob cache once
+(:mod:`walrusds.prefetch`), so a walk over a file's blocks stops paying a round trip per block.
+Every entry is verified before it is returned — against the SHA-256 digest the index
 stored at Put time, and against the multihash when the key is a Kubo block key. On a mismatch
 the cached copy is dropped and the entry read again, then from each other aggregator; when
 every copy is bad the answer is DATA_LOSS (:class:`CorruptData`), never the bad bytes. A blob
@@ -20,9 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from walrusds.client.protocol import BlobStore
-from walrusds.errors import BlobLost, BlobNotFound, CorruptData, DataLoss
+from walrusds.errors import BlobLost, BlobNotFound, CorruptData, DataLoss, WalrusError
 from walrusds.index.entries import Located
 from walrusds.keys import show_key
+from walrusds.prefetch import PackPrefetch
 from walrusds.verify import SHA2_256, expected_digest
 
 __all__ = ["ReadStats", "WalrusReader", "plan_reads"]
@@ -48,6 +51,7 @@ class ReadStats:
     reread: int = 0
     corrupt: int = 0
     lost: int = 0
+    whole_packs: int = 0
 
 
 @dataclass
@@ -92,12 +96,14 @@ class WalrusReader:
     """Implements :class:`walrusds.datastore.PackedReader` over a :class:`BlobStore`."""
 
     def __init__(self, store: BlobStore, *, aggregators: int = 1, concurrency: int = 32,
-                 record_loss: LossRecorder | None = None) -> None:
+                 record_loss: LossRecorder | None = None,
+                 prefetch: PackPrefetch | None = None) -> None:
         self.store = store
         self.aggregators = max(1, aggregators)
         self.stats = ReadStats()
         self._limit = asyncio.Semaphore(concurrency)
         self._record_loss = record_loss
+        self._prefetch = prefetch if prefetch is not None and prefetch.enabled else None
 
     async def read_packed(self, entries: Sequence[Located]) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}
@@ -118,8 +124,7 @@ class WalrusReader:
 
     async def _read_group(self, group: ReadGroup) -> dict[bytes, bytes]:
         async with self._limit:
-            data = await self._fetch(group.entries[0], group.blob_id, group.start,
-                                     group.end - group.start)
+            data = await self._read_span(group)
         self.stats.reads += 1
         self.stats.bytes += len(data)
         out: dict[bytes, bytes] = {}
@@ -138,6 +143,32 @@ class WalrusReader:
                 out[e.key] = value
         self.stats.entries += len(out)
         return out
+
+    async def _read_span(self, group: ReadGroup) -> bytes:
+        first, length = group.entries[0], group.end - group.start
+        if self._prefetch is not None and self._prefetch.whole_pack(
+                group.blob_id, first.pack_bytes, length):
+            data = await self._from_whole_pack(group)
+            if data is not None:
+                return data
+        return await self._fetch(first, group.blob_id, group.start, length)
+
+    async def _from_whole_pack(self, group: ReadGroup) -> bytes | None:
+        """The group's bytes out of the whole pack (fetched once, then cached), or None: the
+        whole read failed and the caller reads the range on its own, as without prefetch."""
+        try:
+            blob = await self.store.read_blob(group.blob_id)
+        except WalrusError as exc:
+            log.info("could not read pack %s whole (%s); reading its entries by range",
+                     group.blob_id, exc)
+            return None
+        if len(blob) < group.end:
+            self.store.forget(group.blob_id)
+            log.warning("pack %s read whole has %d bytes, too short for bytes %d-%d; reading "
+                        "by range", group.blob_id, len(blob), group.start, group.end - 1)
+            return None
+        self.stats.whole_packs += 1
+        return blob[group.start:group.end]
 
     async def _reread(self, e: Located) -> bytes:
         """Read one entry again, from each aggregator in turn, until a copy verifies."""

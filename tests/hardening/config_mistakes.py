@@ -145,6 +145,12 @@ MISTAKES: dict[str, Mistake] = {
                                   "must not carry credentials; use "
                                   "walrus.publisher_token_file"),
     "walrus-epochs": Mistake(walrus(epochs=54), "walrus.epochs must be between 1 and 53"),
+    "walrus-cache-bytes": Mistake(walrus(cache_bytes=-1), "walrus.cache_bytes must not be "
+                                                          "negative (0: no cache)"),
+    "walrus-prefetch-reads": Mistake(walrus(prefetch_reads=-1), "walrus.prefetch_reads must be "
+                                     "between 0 and 1000000 (0: never read a pack whole)"),
+    "walrus-prefetch-window": Mistake(walrus(prefetch_window=0), "walrus.prefetch_window must "
+                                      "be between 0 and 3600 seconds"),
     "pack-target-size": Mistake(pack(target_size=1024), "pack.target_size must be between "
                                                         "4 KiB and 13 GiB"),
     **{f"pack-{name}": Mistake(pack(**{name: 0}), f"pack.{name} must be positive")

@@ -95,6 +95,7 @@ async def test_index_gauges_follow_the_backlog_and_the_packs(wsvc: Service, wapi
     got = await scrape(wsvc)
     assert got.value("walrusds_walrus_requests_total", operation="read", outcome="ok") >= 1
     assert got.value("walrusds_read_entries_total") == 5
+    assert got.value("walrusds_read_whole_packs_total") == 0  # under 8 reads of one pack
     assert got.value("walrusds_read_verification_failures_total", kind="corrupt") == 0
 
 

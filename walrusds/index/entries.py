@@ -33,6 +33,8 @@ class Located:
     blob_id: str | None = None
     pack_state: str | None = None
     end_epoch: int | None = None
+    #: Size of the whole packfile (prefetch decisions); None when unknown.
+    pack_bytes: int | None = None
 
     @property
     def staged(self) -> bool:
@@ -81,12 +83,12 @@ class Index:
         self._size_one = _q("SELECT size FROM {s}.entries WHERE key = %b", schema)
         self._locate = _q(
             "SELECT e.key, e.size, e.digest, e.value, e.pack_id, e.pack_offset, p.blob_id, "
-            "p.state, p.end_epoch FROM {s}.entries e LEFT JOIN {s}.packs p ON p.id = e.pack_id "
-            "WHERE e.key = ANY(%b::bytea[])", schema)
+            "p.state, p.end_epoch, p.pack_bytes FROM {s}.entries e "
+            "LEFT JOIN {s}.packs p ON p.id = e.pack_id WHERE e.key = ANY(%b::bytea[])", schema)
         self._locate_one = _q(
             "SELECT e.key, e.size, e.digest, e.value, e.pack_id, e.pack_offset, p.blob_id, "
-            "p.state, p.end_epoch FROM {s}.entries e LEFT JOIN {s}.packs p ON p.id = e.pack_id "
-            "WHERE e.key = %b", schema)
+            "p.state, p.end_epoch, p.pack_bytes FROM {s}.entries e "
+            "LEFT JOIN {s}.packs p ON p.id = e.pack_id WHERE e.key = %b", schema)
         self._disk_usage = _q(
             "SELECT (SELECT coalesce(sum(live_bytes), 0) FROM {s}.packs "
             "        WHERE state IN ('stored', 'lost'))"
@@ -166,7 +168,7 @@ class Index:
 def _located(r: Sequence[Any]) -> Located:
     return Located(key=bytes(r[0]), size=r[1], digest=bytes(r[2]),
                    value=None if r[3] is None else bytes(r[3]), pack_id=r[4], pack_offset=r[5],
-                   blob_id=r[6], pack_state=r[7], end_epoch=r[8])
+                   blob_id=r[6], pack_state=r[7], end_epoch=r[8], pack_bytes=r[9])
 
 
 def _chunks(rows: Sequence[PutRow]) -> Iterable[Sequence[PutRow]]:

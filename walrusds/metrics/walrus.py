@@ -99,4 +99,7 @@ def read_counters(stats: ReadStats) -> list[CounterSpec]:
          lambda: stats.bytes),
         ("walrusds_read_entries", "Packed entries returned after verification", {},
          lambda: stats.entries),
+        ("walrusds_read_whole_packs", "Reads served from a pack fetched whole because many "
+         "of its entries were read in a short window (walrus.prefetch_reads)", {},
+         lambda: stats.whole_packs),
     ]
