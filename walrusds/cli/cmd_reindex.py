@@ -10,16 +10,14 @@ from typing import Any
 
 from walrusds.audit.db import quiet_http_log, with_aggregators
 from walrusds.audit.reindex import BlobResult, ReindexReport, reindex_dataset
-from walrusds.cli.common import add_config_arguments, config_from_args
+from walrusds.cli.common import (
+    add_audit_arguments,
+    add_config_arguments,
+    config_from_args,
+    non_negative,
+)
 from walrusds.client.responses import BLOB_ID_RE
 from walrusds.errors import InvalidArgument
-
-
-def _epoch(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -38,12 +36,10 @@ def register(sub: Any) -> None:
                    "(newest pack first)")
     p.add_argument("--dry-run", action="store_true",
                    help="read and check the blobs, print what would change; change nothing")
-    p.add_argument("--epoch", type=_epoch, metavar="N",
+    p.add_argument("--epoch", type=non_negative, metavar="N",
                    help="the network's current epoch, when the index does not know it "
                    "(e.g. a database recreated from scratch; `walrus info` tells it)")
-    p.add_argument("--aggregator", action="append", metavar="URL",
-                   help="read from this aggregator instead of walrus.aggregators (repeatable)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_audit_arguments(p)
     p.set_defaults(func=run)
 
 

@@ -12,18 +12,16 @@ from walrusds.audit.classify import Verdict
 from walrusds.audit.db import quiet_http_log, with_aggregators
 from walrusds.audit.progress import Progress
 from walrusds.audit.verifier import Report, options_for, verify_dataset
-from walrusds.cli.common import add_config_arguments, config_from_args
+from walrusds.cli.common import (
+    add_audit_arguments,
+    add_config_arguments,
+    config_from_args,
+    non_negative,
+)
 from walrusds.errors import WalrusdsError
 
 #: Exit status when verify could not run to the end (no verdict about the data).
 EXIT_INCOMPLETE = 2
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -36,17 +34,15 @@ def register(sub: Any) -> None:
         f"{EXIT_INCOMPLETE} verify could not finish. See docs/recovery.md.")
     add_config_arguments(p)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--sample", type=_count, default=1000, metavar="N",
+    mode.add_argument("--sample", type=non_negative, default=1000, metavar="N",
                       help="check N entries drawn at random (default 1000)")
     mode.add_argument("--full", action="store_true",
                       help="check every entry, pack by pack, then every staged entry")
-    p.add_argument("--expiring-within", type=_count, default=2, metavar="EPOCHS",
+    p.add_argument("--expiring-within", type=non_negative, default=2, metavar="EPOCHS",
                    help="EXPIRING: the blob ends within this many epochs (default 2)")
-    p.add_argument("--aggregator", action="append", metavar="URL",
-                   help="read from this aggregator instead of walrus.aggregators (repeatable)")
-    p.add_argument("--max-problems", type=_count, default=1000, metavar="N",
+    p.add_argument("--max-problems", type=non_negative, default=1000, metavar="N",
                    help="list at most N problems (all are counted; default 1000)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_audit_arguments(p)
     p.set_defaults(func=run)
 
 

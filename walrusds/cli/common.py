@@ -19,6 +19,22 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: $WALRUSDS_POSTGRES_DSN)")
 
 
+def non_negative(text: str) -> int:
+    """An argparse type: a whole number of 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``verify`` and ``reindex`` share: other aggregators, JSON output."""
+    parser.add_argument("--aggregator", action="append", metavar="URL",
+                        help="read from this aggregator instead of walrus.aggregators "
+                        "(repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     config = load_config(getattr(args, "config", None))
     if getattr(args, "dsn", None):
