@@ -32,7 +32,8 @@ from walrusds.query.engine import QueryEngine
 from walrusds.query.spec import Entry, QuerySpec
 from walrusds.verify import SHA2_256, expected_digest
 
-FEATURES = ("batching", "persistent", "lookup", "query-pushdown", "batch-puts")
+FEATURES = ("batching", "persistent", "lookup", "query-pushdown", "batch-puts",
+            "lookup-stream")
 # Hash values larger than this off the event loop (hashlib releases the GIL).
 HASH_IN_THREAD_BYTES = 1024 * 1024
 

@@ -27,6 +27,8 @@ type Config struct {
 	ConnectTimeout time.Duration
 	LookupMaxKeys  int
 	LookupMaxWait  time.Duration
+	// NoLookupStream is "lookup_stream": false (lookups as unary calls).
+	NoLookupStream bool
 }
 
 // Keys the mount and measure wrappers leave in a child's map; they are not ours to check.
@@ -41,6 +43,7 @@ var fieldParsers = map[string]func(*Config, any) error{
 	"connect_timeout": durationField(func(c *Config, d time.Duration) { c.ConnectTimeout = d }),
 	"lookup_max_keys": parseLookupMaxKeys,
 	"lookup_max_wait": durationField(func(c *Config, d time.Duration) { c.LookupMaxWait = d }),
+	"lookup_stream":   parseLookupStream,
 }
 
 // ParseConfig reads a datastore spec entry. Each bad field gives its own line in the error,
@@ -142,6 +145,15 @@ func parseLookupMaxKeys(c *Config, v any) error {
 		return fmt.Errorf("must be a whole number from 1 to %d", walrusds.MaxLookupKeys)
 	}
 	c.LookupMaxKeys = n
+	return nil
+}
+
+func parseLookupStream(c *Config, v any) error {
+	b, ok := v.(bool)
+	if !ok {
+		return errors.New("must be true or false")
+	}
+	c.NoLookupStream = !b
 	return nil
 }
 

@@ -25,6 +25,7 @@ func TestParseConfigReadsEveryField(t *testing.T) {
 	spec["connect_timeout"] = "3s"
 	spec["lookup_max_keys"] = float64(512)
 	spec["lookup_max_wait"] = "2ms"
+	spec["lookup_stream"] = false
 	c, err := ParseConfig(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +33,7 @@ func TestParseConfigReadsEveryField(t *testing.T) {
 	if len(c.Addresses) != 2 || c.Dataset != "kubo-prod" || c.TLS.CAFile != "ca.pem" ||
 		c.TLS.ServerName != "walrusds.internal" || c.TokenFile != "walrusds.token" ||
 		c.Timeout != 45*time.Second || c.ConnectTimeout != 3*time.Second ||
-		c.LookupMaxKeys != 512 || c.LookupMaxWait != 2*time.Millisecond {
+		c.LookupMaxKeys != 512 || c.LookupMaxWait != 2*time.Millisecond || !c.NoLookupStream {
 		t.Fatalf("parsed %+v", c)
 	}
 }
@@ -61,6 +62,7 @@ func TestParseConfigNamesEachBadField(t *testing.T) {
 		{"lookup_max_keys", 1.5, "whole number"},
 		{"lookup_max_keys", 5000.0, "from 1 to 4096"},
 		{"lookup_max_wait", "0s", "positive duration"},
+		{"lookup_stream", "yes", "true or false"},
 		{"adresses", []any{"unix:/s"}, `unknown field "adresses"`},
 	}
 	for _, tc := range cases {

@@ -90,6 +90,7 @@ func (c *Config) Options(repoPath string) (walrusds.Options, error) {
 		ConnectTimeout: c.ConnectTimeout,
 		LookupMaxKeys:  c.LookupMaxKeys,
 		LookupMaxWait:  c.LookupMaxWait,
+		NoLookupStream: c.NoLookupStream,
 	}
 	if c.TLS != nil {
 		t := *c.TLS

@@ -38,6 +38,9 @@ type endpoint struct {
 	addr   string
 	conn   *grpc.ClientConn
 	client pb.DatastoreClient
+	// lookups carries the coalescers' Lookups when the service has "lookup-stream" (nil
+	// otherwise: they go as unary calls).
+	lookups *lookupStream
 }
 
 // pool spreads calls over the endpoints round robin, skipping endpoints whose connection is

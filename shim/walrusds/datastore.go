@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	ds "github.com/ipfs/go-datastore"
 	"google.golang.org/grpc"
@@ -28,6 +29,8 @@ type Datastore struct {
 	values *coalescer // Get
 
 	closeOnce sync.Once
+
+	streamLookups, unaryLookups atomic.Uint64 // Lookups sent each way, for tests
 }
 
 var (
@@ -61,6 +64,11 @@ func Open(ctx context.Context, opts Options) (*Datastore, error) {
 		d.sizes.maxInflight = sizeLookupsInflight
 		d.values = newCoalescer(dctx, pb.LookupMode_LOOKUP_MODE_GET, d.sendLookup,
 			opts.LookupMaxKeys, opts.LookupMaxWait)
+		if slices.Contains(info.GetFeatures(), "lookup-stream") && !opts.NoLookupStream {
+			for _, e := range p.endpoints {
+				e.lookups = newLookupStream(dctx, e.client, d.callOpts)
+			}
+		}
 	}
 	return d, nil
 }
@@ -84,6 +92,13 @@ func messageLimits(info *pb.InfoResponse) []grpc.CallOption {
 // unary runs one call with the call timeout. When the endpoint answers UNAVAILABLE (after
 // gRPC's own retries) the call moves to the next endpoint, once per endpoint.
 func (d *Datastore) unary(ctx context.Context, call func(context.Context, pb.DatastoreClient) error) error {
+	return d.onEndpoint(ctx, func(ctx context.Context, e *endpoint) error {
+		return call(ctx, e.client)
+	})
+}
+
+// onEndpoint is unary for calls that need the endpoint itself (its lookup stream).
+func (d *Datastore) onEndpoint(ctx context.Context, call func(context.Context, *endpoint) error) error {
 	if err := d.checkOpen(); err != nil {
 		return err
 	}
@@ -94,7 +109,7 @@ func (d *Datastore) unary(ctx context.Context, call func(context.Context, pb.Dat
 	}
 	var err error
 	for range d.pool.endpoints {
-		err = call(ctx, d.pool.pick().client)
+		err = call(ctx, d.pool.pick())
 		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 			return err
 		}
@@ -193,11 +208,26 @@ func (d *Datastore) GetSize(ctx context.Context, key ds.Key) (int, error) {
 	return -1, lookupResultError("get-size", k, r)
 }
 
-// sendLookup is the coalescers' transport: one Lookup, checked to answer every key.
+// sendLookup is the coalescers' transport: one Lookup, checked to answer every key. It goes
+// on the endpoint's LookupStream when the service has the feature, else as a unary call.
 func (d *Datastore) sendLookup(ctx context.Context, mode pb.LookupMode, keys [][]byte) ([]*pb.LookupResult, error) {
+	req := &pb.LookupRequest{Mode: mode, Keys: keys}
 	var resp *pb.LookupResponse
-	err := d.unary(ctx, func(ctx context.Context, c pb.DatastoreClient) (err error) {
-		resp, err = c.Lookup(ctx, &pb.LookupRequest{Mode: mode, Keys: keys}, d.callOpts...)
+	err := d.onEndpoint(ctx, func(ctx context.Context, e *endpoint) (err error) {
+		if e.lookups != nil {
+			resp, err = e.lookups.lookup(ctx, req)
+			// UNIMPLEMENTED: unary from now on. UNAVAILABLE (the stream broke under this
+			// lookup, or the service could not answer it): a Lookup only reads, so it is sent
+			// once more as a unary call, which has gRPC's retries as every unary call has.
+			retry := errors.Is(err, errStreamUnimplemented) ||
+				(status.Code(err) == codes.Unavailable && ctx.Err() == nil)
+			if !retry {
+				d.streamLookups.Add(1)
+				return err
+			}
+		}
+		d.unaryLookups.Add(1)
+		resp, err = e.client.Lookup(ctx, req, d.callOpts...)
 		return err
 	})
 	if err != nil {

@@ -8,3 +8,14 @@ func WithoutFeature(d *Datastore, feature string) {
 	d.info.Features = slices.DeleteFunc(slices.Clone(d.info.Features),
 		func(f string) bool { return f == feature })
 }
+
+// LookupTransports reports how many Lookups d sent over a LookupStream and as unary calls,
+// and how many streams it opened.
+func LookupTransports(d *Datastore) (stream, unary, opened uint64) {
+	for _, e := range d.pool.endpoints {
+		if e.lookups != nil {
+			opened += e.lookups.opened.Load()
+		}
+	}
+	return d.streamLookups.Load(), d.unaryLookups.Load(), opened
+}

@@ -41,6 +41,10 @@ type Options struct {
 	// coalesced into one Lookup and how long a call may wait for company.
 	LookupMaxKeys int
 	LookupMaxWait time.Duration
+	// NoLookupStream sends each coalesced Lookup as a unary call even when the service offers
+	// LookupStream ("lookup-stream" in Info), which carries them over one long-lived stream
+	// per address at a fraction of a unary call's cost.
+	NoLookupStream bool
 }
 
 // TLSOptions select the certificates of a TLS connection.

@@ -162,6 +162,9 @@ class Service:
         await self.health.enter_graceful_shutdown()
         if self.metrics is not None:
             self.metrics.serving.set(0)
+        # Long-lived LookupStreams end on their own once their lookups are answered, instead
+        # of holding the grace period open.
+        self.servicer.drain_streams()
         await self.server.stop(grace)
         for w in reversed(self.workers):
             try:

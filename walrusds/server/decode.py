@@ -5,8 +5,10 @@ message (corrupt, truncated, or sent by a client with another schema), it answer
 "Unexpected <class 'DecodeError'>" and logs a traceback. :class:`RequestDecoding` swaps the
 deserializer of every ``walrusds.v1.Datastore`` method for one that returns an
 :class:`Undecodable` marker instead of raising, and refuses the call (or, in a client stream
-such as Batch, the stream) as :class:`~walrusds.errors.InvalidArgument`, mapped to a status in
-the one usual place (``server.status``). Nothing has been changed when that happens: a unary
+such as Batch or LookupStream, the stream) as :class:`~walrusds.errors.InvalidArgument`, mapped
+to a status in the one usual place (``server.status``). A LookupStream message that does not
+parse has no readable id to answer, so the stream answers the requests in flight and then ends
+with INVALID_ARGUMENT. Nothing has been changed when that happens: a unary
 call never reached its handler, and a Batch is applied only after its whole stream was read.
 """
 
@@ -89,7 +91,14 @@ class RequestDecoding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         kwargs = {"request_deserializer": _lenient(handler.request_deserializer),
                   "response_serializer": handler.response_serializer}
         if handler.request_streaming and handler.response_streaming:
-            return handler  # the API has no bidirectional method
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+                async with contextlib.aclosing(inner_ss(_checked(requests), context)) as out:
+                    async for response in out:
+                        yield response
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
         if handler.request_streaming:
             inner_su = handler.stream_unary
 

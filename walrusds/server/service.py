@@ -30,6 +30,7 @@ from walrusds.query.spec import (
     QuerySpec,
     ValueCompare,
 )
+from walrusds.server.lookup_stream import LookupStreamState, lookup_stream
 from walrusds.server.status import code_for, describe
 from walrusds.v1 import datastore_pb2 as pb
 from walrusds.v1 import datastore_pb2_grpc as pb_grpc
@@ -116,8 +117,18 @@ class DatastoreService(pb_grpc.DatastoreServicer):
         self.ds = ds
         self.inflight = 0
         self.metrics = metrics
+        # Open LookupStreams, ended by drain_streams at shutdown.
+        self.streams: set[LookupStreamState] = set()
+        self.draining = False
         if metrics is not None:
             metrics.count_in_flight(lambda: self.inflight)
+
+    def drain_streams(self) -> None:
+        """Shutdown: every LookupStream answers what is in flight and ends; new ones are
+        refused as UNAVAILABLE."""
+        self.draining = True
+        for stream in list(self.streams):
+            stream.drain()
 
     @contextlib.contextmanager
     def observed(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
@@ -144,13 +155,22 @@ class DatastoreService(pb_grpc.DatastoreServicer):
         grpcio's own ``maximum_concurrent_rpcs`` is not used: its asyncio implementation
         answers CANCELLED and its counter can drift (grpc/grpc#41531).
         """
+        refusal = self.try_admit(method)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+
+    def try_admit(self, method: str) -> str | None:
+        """Count a call in and return None, or return why it is refused (RESOURCE_EXHAUSTED).
+
+        The caller that was admitted decrements ``inflight`` when the call ends.
+        """
         limit = self.ds.config.limits.max_concurrent_rpcs
         if self.inflight >= limit:
             if self.metrics is not None:
                 self.metrics.refusal(method)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"server busy: {limit} calls in flight; retry with backoff")
+            return f"server busy: {limit} calls in flight; retry with backoff"
         self.inflight += 1
+        return None
 
     @handled
     async def Put(self, request: pb.PutRequest, context: Any) -> pb.PutResponse:
@@ -176,6 +196,13 @@ class DatastoreService(pb_grpc.DatastoreServicer):
 
     @handled
     async def Lookup(self, request: pb.LookupRequest, context: Any) -> pb.LookupResponse:
+        return await self.lookup(request)
+
+    # An async generator function itself (grpc.aio checks), defined in its own module.
+    LookupStream = lookup_stream  # type: ignore[assignment]  # grpc.aio: async iterators
+
+    async def lookup(self, request: pb.LookupRequest) -> pb.LookupResponse:
+        """One Lookup, unary or on a LookupStream: the same validation and errors."""
         keys = list(request.keys)
         if request.mode in (pb.LOOKUP_MODE_HAS, pb.LOOKUP_MODE_SIZE):
             results = await self.ds.lookup_sizes(keys)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwalrusds/v1/datastore.proto\x12\x0bwalrusds.v1\"(\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\r\n\x0bPutResponse\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"\x19\n\nHasRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1d\n\x0bHasResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"\x1d\n\x0eGetSizeRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1f\n\x0fGetSizeResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x10\n\x0e\x44\x65leteResponse\"D\n\rLookupRequest\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.walrusds.v1.LookupMode\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"\x81\x01\n\x0cLookupResult\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.walrusds.v1.LookupStatus\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\"<\n\x0eLookupResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.walrusds.v1.LookupResult\"C\n\x10KeyCompareFilter\x12\"\n\x02op\x18\x01 \x01(\x0e\x32\x16.walrusds.v1.CompareOp\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"!\n\x0fKeyPrefixFilter\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\"G\n\x12ValueCompareFilter\x12\"\n\x02op\x18\x01 \x01(\x0e\x32\x16.walrusds.v1.CompareOp\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xb6\x01\n\x06\x46ilter\x12\x34\n\x0bkey_compare\x18\x01 \x01(\x0b\x32\x1d.walrusds.v1.KeyCompareFilterH\x00\x12\x32\n\nkey_prefix\x18\x02 \x01(\x0b\x32\x1c.walrusds.v1.KeyPrefixFilterH\x00\x12\x38\n\rvalue_compare\x18\x03 \x01(\x0b\x32\x1f.walrusds.v1.ValueCompareFilterH\x00\x42\x08\n\x06\x66ilter\"\xc4\x01\n\x0cQueryRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12$\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x13.walrusds.v1.Filter\x12\"\n\x06orders\x18\x03 \x03(\x0e\x32\x12.walrusds.v1.Order\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\tkeys_only\x18\x06 \x01(\x08\x12\x15\n\rreturns_sizes\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\r\"6\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x03\"9\n\rQueryResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.walrusds.v1.QueryEntry\"&\n\x08\x42\x61tchPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1a\n\x0b\x42\x61tchDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x8b\x01\n\x0c\x42\x61tchRequest\x12$\n\x03put\x18\x01 \x01(\x0b\x32\x15.walrusds.v1.BatchPutH\x00\x12*\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x18.walrusds.v1.BatchDeleteH\x00\x12#\n\x04puts\x18\x03 \x03(\x0b\x32\x15.walrusds.v1.BatchPutB\x04\n\x02op\" \n\rBatchResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x03\"\x1d\n\x0bSyncRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\"\x0e\n\x0cSyncResponse\"\x12\n\x10\x44iskUsageRequest\"\"\n\x11\x44iskUsageResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"\r\n\x0bInfoRequest\"\xb1\x01\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x11\n\tread_only\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x12\n\ndataset_id\x18\x05 \x01(\t\x12\x14\n\x0cmax_key_size\x18\x06 \x01(\x03\x12\x16\n\x0emax_value_size\x18\x07 \x01(\x03\x12\x18\n\x10max_message_size\x18\x08 \x01(\x03*i\n\nLookupMode\x12\x1b\n\x17LOOKUP_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOOKUP_MODE_HAS\x10\x01\x12\x14\n\x10LOOKUP_MODE_SIZE\x10\x02\x12\x13\n\x0fLOOKUP_MODE_GET\x10\x03*\x98\x01\n\x0cLookupStatus\x12\x1d\n\x19LOOKUP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOOKUP_STATUS_FOUND\x10\x01\x12\x1b\n\x17LOOKUP_STATUS_NOT_FOUND\x10\x02\x12\x17\n\x13LOOKUP_STATUS_ERROR\x10\x03\x12\x1a\n\x16LOOKUP_STATUS_DEFERRED\x10\x04*\xc3\x01\n\tCompareOp\x12\x1a\n\x16\x43OMPARE_OP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPARE_OP_EQUAL\x10\x01\x12\x18\n\x14\x43OMPARE_OP_NOT_EQUAL\x10\x02\x12\x16\n\x12\x43OMPARE_OP_GREATER\x10\x03\x12\x1f\n\x1b\x43OMPARE_OP_GREATER_OR_EQUAL\x10\x04\x12\x13\n\x0f\x43OMPARE_OP_LESS\x10\x05\x12\x1c\n\x18\x43OMPARE_OP_LESS_OR_EQUAL\x10\x06*\x80\x01\n\x05Order\x12\x15\n\x11ORDER_UNSPECIFIED\x10\x00\x12\x10\n\x0cORDER_BY_KEY\x10\x01\x12\x1b\n\x17ORDER_BY_KEY_DESCENDING\x10\x02\x12\x12\n\x0eORDER_BY_VALUE\x10\x03\x12\x1d\n\x19ORDER_BY_VALUE_DESCENDING\x10\x04\x32\xcf\x05\n\tDatastore\x12\x38\n\x03Put\x12\x17.walrusds.v1.PutRequest\x1a\x18.walrusds.v1.PutResponse\x12\x38\n\x03Get\x12\x17.walrusds.v1.GetRequest\x1a\x18.walrusds.v1.GetResponse\x12\x38\n\x03Has\x12\x17.walrusds.v1.HasRequest\x1a\x18.walrusds.v1.HasResponse\x12\x44\n\x07GetSize\x12\x1b.walrusds.v1.GetSizeRequest\x1a\x1c.walrusds.v1.GetSizeResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.walrusds.v1.DeleteRequest\x1a\x1b.walrusds.v1.DeleteResponse\x12\x41\n\x06Lookup\x12\x1a.walrusds.v1.LookupRequest\x1a\x1b.walrusds.v1.LookupResponse\x12@\n\x05Query\x12\x19.walrusds.v1.QueryRequest\x1a\x1a.walrusds.v1.QueryResponse0\x01\x12@\n\x05\x42\x61tch\x12\x19.walrusds.v1.BatchRequest\x1a\x1a.walrusds.v1.BatchResponse(\x01\x12;\n\x04Sync\x12\x18.walrusds.v1.SyncRequest\x1a\x19.walrusds.v1.SyncResponse\x12J\n\tDiskUsage\x12\x1d.walrusds.v1.DiskUsageRequest\x1a\x1e.walrusds.v1.DiskUsageResponse\x12;\n\x04Info\x12\x18.walrusds.v1.InfoRequest\x1a\x19.walrusds.v1.InfoResponseB=Z;github.com/walrusds/walrusds/shim/gen/walrusdsv1;walrusdsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwalrusds/v1/datastore.proto\x12\x0bwalrusds.v1\"(\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\r\n\x0bPutResponse\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1c\n\x0bGetResponse\x12\r\n\x05value\x18\x01 \x01(\x0c\"\x19\n\nHasRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1d\n\x0bHasResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"\x1d\n\x0eGetSizeRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x1f\n\x0fGetSizeResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x10\n\x0e\x44\x65leteResponse\"D\n\rLookupRequest\x12%\n\x04mode\x18\x01 \x01(\x0e\x32\x17.walrusds.v1.LookupMode\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"\x81\x01\n\x0cLookupResult\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.walrusds.v1.LookupStatus\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\"<\n\x0eLookupResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.walrusds.v1.LookupResult\"N\n\x13LookupStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.walrusds.v1.LookupRequest\"p\n\x14LookupStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12-\n\x08response\x18\x02 \x01(\x0b\x32\x1b.walrusds.v1.LookupResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"C\n\x10KeyCompareFilter\x12\"\n\x02op\x18\x01 \x01(\x0e\x32\x16.walrusds.v1.CompareOp\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"!\n\x0fKeyPrefixFilter\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\"G\n\x12ValueCompareFilter\x12\"\n\x02op\x18\x01 \x01(\x0e\x32\x16.walrusds.v1.CompareOp\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xb6\x01\n\x06\x46ilter\x12\x34\n\x0bkey_compare\x18\x01 \x01(\x0b\x32\x1d.walrusds.v1.KeyCompareFilterH\x00\x12\x32\n\nkey_prefix\x18\x02 \x01(\x0b\x32\x1c.walrusds.v1.KeyPrefixFilterH\x00\x12\x38\n\rvalue_compare\x18\x03 \x01(\x0b\x32\x1f.walrusds.v1.ValueCompareFilterH\x00\x42\x08\n\x06\x66ilter\"\xc4\x01\n\x0cQueryRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12$\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x13.walrusds.v1.Filter\x12\"\n\x06orders\x18\x03 \x03(\x0e\x32\x12.walrusds.v1.Order\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x0e\n\x06offset\x18\x05 \x01(\x03\x12\x11\n\tkeys_only\x18\x06 \x01(\x08\x12\x15\n\rreturns_sizes\x18\x07 \x01(\x08\x12\x11\n\tpage_size\x18\x08 \x01(\r\"6\n\nQueryEntry\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0c\n\x04size\x18\x03 \x01(\x03\"9\n\rQueryResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.walrusds.v1.QueryEntry\"&\n\x08\x42\x61tchPut\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x1a\n\x0b\x42\x61tchDelete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"\x8b\x01\n\x0c\x42\x61tchRequest\x12$\n\x03put\x18\x01 \x01(\x0b\x32\x15.walrusds.v1.BatchPutH\x00\x12*\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x18.walrusds.v1.BatchDeleteH\x00\x12#\n\x04puts\x18\x03 \x03(\x0b\x32\x15.walrusds.v1.BatchPutB\x04\n\x02op\" \n\rBatchResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x03\"\x1d\n\x0bSyncRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\"\x0e\n\x0cSyncResponse\"\x12\n\x10\x44iskUsageRequest\"\"\n\x11\x44iskUsageResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"\r\n\x0bInfoRequest\"\xb1\x01\n\x0cInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\x12\x11\n\tread_only\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x12\n\ndataset_id\x18\x05 \x01(\t\x12\x14\n\x0cmax_key_size\x18\x06 \x01(\x03\x12\x16\n\x0emax_value_size\x18\x07 \x01(\x03\x12\x18\n\x10max_message_size\x18\x08 \x01(\x03*i\n\nLookupMode\x12\x1b\n\x17LOOKUP_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOOKUP_MODE_HAS\x10\x01\x12\x14\n\x10LOOKUP_MODE_SIZE\x10\x02\x12\x13\n\x0fLOOKUP_MODE_GET\x10\x03*\x98\x01\n\x0cLookupStatus\x12\x1d\n\x19LOOKUP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOOKUP_STATUS_FOUND\x10\x01\x12\x1b\n\x17LOOKUP_STATUS_NOT_FOUND\x10\x02\x12\x17\n\x13LOOKUP_STATUS_ERROR\x10\x03\x12\x1a\n\x16LOOKUP_STATUS_DEFERRED\x10\x04*\xc3\x01\n\tCompareOp\x12\x1a\n\x16\x43OMPARE_OP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPARE_OP_EQUAL\x10\x01\x12\x18\n\x14\x43OMPARE_OP_NOT_EQUAL\x10\x02\x12\x16\n\x12\x43OMPARE_OP_GREATER\x10\x03\x12\x1f\n\x1b\x43OMPARE_OP_GREATER_OR_EQUAL\x10\x04\x12\x13\n\x0f\x43OMPARE_OP_LESS\x10\x05\x12\x1c\n\x18\x43OMPARE_OP_LESS_OR_EQUAL\x10\x06*\x80\x01\n\x05Order\x12\x15\n\x11ORDER_UNSPECIFIED\x10\x00\x12\x10\n\x0cORDER_BY_KEY\x10\x01\x12\x1b\n\x17ORDER_BY_KEY_DESCENDING\x10\x02\x12\x12\n\x0eORDER_BY_VALUE\x10\x03\x12\x1d\n\x19ORDER_BY_VALUE_DESCENDING\x10\x04\x32\xa8\x06\n\tDatastore\x12\x38\n\x03Put\x12\x17.walrusds.v1.PutRequest\x1a\x18.walrusds.v1.PutResponse\x12\x38\n\x03Get\x12\x17.walrusds.v1.GetRequest\x1a\x18.walrusds.v1.GetResponse\x12\x38\n\x03Has\x12\x17.walrusds.v1.HasRequest\x1a\x18.walrusds.v1.HasResponse\x12\x44\n\x07GetSize\x12\x1b.walrusds.v1.GetSizeRequest\x1a\x1c.walrusds.v1.GetSizeResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.walrusds.v1.DeleteRequest\x1a\x1b.walrusds.v1.DeleteResponse\x12\x41\n\x06Lookup\x12\x1a.walrusds.v1.LookupRequest\x1a\x1b.walrusds.v1.LookupResponse\x12W\n\x0cLookupStream\x12 .walrusds.v1.LookupStreamRequest\x1a!.walrusds.v1.LookupStreamResponse(\x01\x30\x01\x12@\n\x05Query\x12\x19.walrusds.v1.QueryRequest\x1a\x1a.walrusds.v1.QueryResponse0\x01\x12@\n\x05\x42\x61tch\x12\x19.walrusds.v1.BatchRequest\x1a\x1a.walrusds.v1.BatchResponse(\x01\x12;\n\x04Sync\x12\x18.walrusds.v1.SyncRequest\x1a\x19.walrusds.v1.SyncResponse\x12J\n\tDiskUsage\x12\x1d.walrusds.v1.DiskUsageRequest\x1a\x1e.walrusds.v1.DiskUsageResponse\x12;\n\x04Info\x12\x18.walrusds.v1.InfoRequest\x1a\x19.walrusds.v1.InfoResponseB=Z;github.com/walrusds/walrusds/shim/gen/walrusdsv1;walrusdsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,14 +32,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'walrusds.v1.datastore_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z;github.com/walrusds/walrusds/shim/gen/walrusdsv1;walrusdsv1'
-  _globals['_LOOKUPMODE']._serialized_start=1810
-  _globals['_LOOKUPMODE']._serialized_end=1915
-  _globals['_LOOKUPSTATUS']._serialized_start=1918
-  _globals['_LOOKUPSTATUS']._serialized_end=2070
-  _globals['_COMPAREOP']._serialized_start=2073
-  _globals['_COMPAREOP']._serialized_end=2268
-  _globals['_ORDER']._serialized_start=2271
-  _globals['_ORDER']._serialized_end=2399
+  _globals['_LOOKUPMODE']._serialized_start=2004
+  _globals['_LOOKUPMODE']._serialized_end=2109
+  _globals['_LOOKUPSTATUS']._serialized_start=2112
+  _globals['_LOOKUPSTATUS']._serialized_end=2264
+  _globals['_COMPAREOP']._serialized_start=2267
+  _globals['_COMPAREOP']._serialized_end=2462
+  _globals['_ORDER']._serialized_start=2465
+  _globals['_ORDER']._serialized_end=2593
   _globals['_PUTREQUEST']._serialized_start=44
   _globals['_PUTREQUEST']._serialized_end=84
   _globals['_PUTRESPONSE']._serialized_start=86
@@ -66,40 +66,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOKUPRESULT']._serialized_end=528
   _globals['_LOOKUPRESPONSE']._serialized_start=530
   _globals['_LOOKUPRESPONSE']._serialized_end=590
-  _globals['_KEYCOMPAREFILTER']._serialized_start=592
-  _globals['_KEYCOMPAREFILTER']._serialized_end=659
-  _globals['_KEYPREFIXFILTER']._serialized_start=661
-  _globals['_KEYPREFIXFILTER']._serialized_end=694
-  _globals['_VALUECOMPAREFILTER']._serialized_start=696
-  _globals['_VALUECOMPAREFILTER']._serialized_end=767
-  _globals['_FILTER']._serialized_start=770
-  _globals['_FILTER']._serialized_end=952
-  _globals['_QUERYREQUEST']._serialized_start=955
-  _globals['_QUERYREQUEST']._serialized_end=1151
-  _globals['_QUERYENTRY']._serialized_start=1153
-  _globals['_QUERYENTRY']._serialized_end=1207
-  _globals['_QUERYRESPONSE']._serialized_start=1209
-  _globals['_QUERYRESPONSE']._serialized_end=1266
-  _globals['_BATCHPUT']._serialized_start=1268
-  _globals['_BATCHPUT']._serialized_end=1306
-  _globals['_BATCHDELETE']._serialized_start=1308
-  _globals['_BATCHDELETE']._serialized_end=1334
-  _globals['_BATCHREQUEST']._serialized_start=1337
-  _globals['_BATCHREQUEST']._serialized_end=1476
-  _globals['_BATCHRESPONSE']._serialized_start=1478
-  _globals['_BATCHRESPONSE']._serialized_end=1510
-  _globals['_SYNCREQUEST']._serialized_start=1512
-  _globals['_SYNCREQUEST']._serialized_end=1541
-  _globals['_SYNCRESPONSE']._serialized_start=1543
-  _globals['_SYNCRESPONSE']._serialized_end=1557
-  _globals['_DISKUSAGEREQUEST']._serialized_start=1559
-  _globals['_DISKUSAGEREQUEST']._serialized_end=1577
-  _globals['_DISKUSAGERESPONSE']._serialized_start=1579
-  _globals['_DISKUSAGERESPONSE']._serialized_end=1613
-  _globals['_INFOREQUEST']._serialized_start=1615
-  _globals['_INFOREQUEST']._serialized_end=1628
-  _globals['_INFORESPONSE']._serialized_start=1631
-  _globals['_INFORESPONSE']._serialized_end=1808
-  _globals['_DATASTORE']._serialized_start=2402
-  _globals['_DATASTORE']._serialized_end=3121
+  _globals['_LOOKUPSTREAMREQUEST']._serialized_start=592
+  _globals['_LOOKUPSTREAMREQUEST']._serialized_end=670
+  _globals['_LOOKUPSTREAMRESPONSE']._serialized_start=672
+  _globals['_LOOKUPSTREAMRESPONSE']._serialized_end=784
+  _globals['_KEYCOMPAREFILTER']._serialized_start=786
+  _globals['_KEYCOMPAREFILTER']._serialized_end=853
+  _globals['_KEYPREFIXFILTER']._serialized_start=855
+  _globals['_KEYPREFIXFILTER']._serialized_end=888
+  _globals['_VALUECOMPAREFILTER']._serialized_start=890
+  _globals['_VALUECOMPAREFILTER']._serialized_end=961
+  _globals['_FILTER']._serialized_start=964
+  _globals['_FILTER']._serialized_end=1146
+  _globals['_QUERYREQUEST']._serialized_start=1149
+  _globals['_QUERYREQUEST']._serialized_end=1345
+  _globals['_QUERYENTRY']._serialized_start=1347
+  _globals['_QUERYENTRY']._serialized_end=1401
+  _globals['_QUERYRESPONSE']._serialized_start=1403
+  _globals['_QUERYRESPONSE']._serialized_end=1460
+  _globals['_BATCHPUT']._serialized_start=1462
+  _globals['_BATCHPUT']._serialized_end=1500
+  _globals['_BATCHDELETE']._serialized_start=1502
+  _globals['_BATCHDELETE']._serialized_end=1528
+  _globals['_BATCHREQUEST']._serialized_start=1531
+  _globals['_BATCHREQUEST']._serialized_end=1670
+  _globals['_BATCHRESPONSE']._serialized_start=1672
+  _globals['_BATCHRESPONSE']._serialized_end=1704
+  _globals['_SYNCREQUEST']._serialized_start=1706
+  _globals['_SYNCREQUEST']._serialized_end=1735
+  _globals['_SYNCRESPONSE']._serialized_start=1737
+  _globals['_SYNCRESPONSE']._serialized_end=1751
+  _globals['_DISKUSAGEREQUEST']._serialized_start=1753
+  _globals['_DISKUSAGEREQUEST']._serialized_end=1771
+  _globals['_DISKUSAGERESPONSE']._serialized_start=1773
+  _globals['_DISKUSAGERESPONSE']._serialized_end=1807
+  _globals['_INFOREQUEST']._serialized_start=1809
+  _globals['_INFOREQUEST']._serialized_end=1822
+  _globals['_INFORESPONSE']._serialized_start=1825
+  _globals['_INFORESPONSE']._serialized_end=2002
+  _globals['_DATASTORE']._serialized_start=2596
+  _globals['_DATASTORE']._serialized_end=3404
 # @@protoc_insertion_point(module_scope)

@@ -387,6 +387,73 @@ class LookupResponse(_message.Message):
 Global___LookupResponse: _TypeAlias = LookupResponse  # noqa: Y015
 
 @_typing.final
+class LookupStreamRequest(_message.Message):
+    """One Lookup on a LookupStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the client and echoed in the response; ids of requests still in flight on the
+    stream must differ (the service does not check).
+    """
+    @_builtins.property
+    def request(self) -> Global___LookupRequest:
+        """The Lookup itself, validated and answered exactly as the unary Lookup would."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        request: Global___LookupRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupStreamRequest: _TypeAlias = LookupStreamRequest  # noqa: Y015
+
+@_typing.final
+class LookupStreamResponse(_message.Message):
+    """The answer to the LookupStreamRequest with the same id: `response` when the Lookup
+    succeeded; otherwise `code` is the gRPC status code and `message` the status message the
+    unary Lookup would have ended with (for example INVALID_ARGUMENT for an unknown mode).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    code: _builtins.int
+    """A gRPC status code; 0 (OK) means `response` holds the answer."""
+    message: _builtins.str
+    @_builtins.property
+    def response(self) -> Global___LookupResponse:
+        """Set when code is 0 (OK)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        response: Global___LookupResponse | None = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "id", b"id", "message", b"message", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupStreamResponse: _TypeAlias = LookupStreamResponse  # noqa: Y015
+
+@_typing.final
 class KeyCompareFilter(_message.Message):
     """go-datastore's FilterKeyCompare: bytewise comparison of the key with `key`."""
 

@@ -64,6 +64,11 @@ class DatastoreStub:
                 request_serializer=walrusds_dot_v1_dot_datastore__pb2.LookupRequest.SerializeToString,
                 response_deserializer=walrusds_dot_v1_dot_datastore__pb2.LookupResponse.FromString,
                 _registered_method=True)
+        self.LookupStream = channel.stream_stream(
+                '/walrusds.v1.Datastore/LookupStream',
+                request_serializer=walrusds_dot_v1_dot_datastore__pb2.LookupStreamRequest.SerializeToString,
+                response_deserializer=walrusds_dot_v1_dot_datastore__pb2.LookupStreamResponse.FromString,
+                _registered_method=True)
         self.Query = channel.unary_stream(
                 '/walrusds.v1.Datastore/Query',
                 request_serializer=walrusds_dot_v1_dot_datastore__pb2.QueryRequest.SerializeToString,
@@ -133,6 +138,19 @@ class DatastoreServicer:
     def Lookup(self, request, context):
         """Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
         coalesce concurrent callers into one call. Results come back in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupStream(self, request_iterator, context):
+        """LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+        per-call cost. Each request is answered by one response with the same id, in completion
+        order (not request order); requests run concurrently, as unary Lookups would, up to a
+        per-stream bound beyond which the service stops reading until one finishes. A request
+        that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+        goes on. After the client half-closes, the service answers what is in flight, then ends
+        the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +227,11 @@ def add_DatastoreServicer_to_server(servicer, server):
                     servicer.Lookup,
                     request_deserializer=walrusds_dot_v1_dot_datastore__pb2.LookupRequest.FromString,
                     response_serializer=walrusds_dot_v1_dot_datastore__pb2.LookupResponse.SerializeToString,
+            ),
+            'LookupStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.LookupStream,
+                    request_deserializer=walrusds_dot_v1_dot_datastore__pb2.LookupStreamRequest.FromString,
+                    response_serializer=walrusds_dot_v1_dot_datastore__pb2.LookupStreamResponse.SerializeToString,
             ),
             'Query': grpc.unary_stream_rpc_method_handler(
                     servicer.Query,
@@ -398,6 +421,33 @@ class Datastore:
             '/walrusds.v1.Datastore/Lookup',
             walrusds_dot_v1_dot_datastore__pb2.LookupRequest.SerializeToString,
             walrusds_dot_v1_dot_datastore__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/walrusds.v1.Datastore/LookupStream',
+            walrusds_dot_v1_dot_datastore__pb2.LookupStreamRequest.SerializeToString,
+            walrusds_dot_v1_dot_datastore__pb2.LookupStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,15 @@ class DatastoreStub:
     """Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
     coalesce concurrent callers into one call. Results come back in request order.
     """
+    LookupStream: _grpc.StreamStreamMultiCallable[_datastore_pb2.LookupStreamRequest, _datastore_pb2.LookupStreamResponse]
+    """LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+    per-call cost. Each request is answered by one response with the same id, in completion
+    order (not request order); requests run concurrently, as unary Lookups would, up to a
+    per-stream bound beyond which the service stops reading until one finishes. A request
+    that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+    goes on. After the client half-closes, the service answers what is in flight, then ends
+    the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
+    """
     Query: _grpc.UnaryStreamMultiCallable[_datastore_pb2.QueryRequest, _datastore_pb2.QueryResponse]
     """Query streams the entries selected by a go-datastore query, many entries per message."""
     Batch: _grpc.StreamUnaryMultiCallable[_datastore_pb2.BatchRequest, _datastore_pb2.BatchResponse]
@@ -96,6 +105,15 @@ class DatastoreAsyncStub(DatastoreStub):
     Lookup: _aio.UnaryUnaryMultiCallable[_datastore_pb2.LookupRequest, _datastore_pb2.LookupResponse]  # type: ignore[assignment]
     """Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
     coalesce concurrent callers into one call. Results come back in request order.
+    """
+    LookupStream: _aio.StreamStreamMultiCallable[_datastore_pb2.LookupStreamRequest, _datastore_pb2.LookupStreamResponse]  # type: ignore[assignment]
+    """LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+    per-call cost. Each request is answered by one response with the same id, in completion
+    order (not request order); requests run concurrently, as unary Lookups would, up to a
+    per-stream bound beyond which the service stops reading until one finishes. A request
+    that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+    goes on. After the client half-closes, the service answers what is in flight, then ends
+    the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
     """
     Query: _aio.UnaryStreamMultiCallable[_datastore_pb2.QueryRequest, _datastore_pb2.QueryResponse]  # type: ignore[assignment]
     """Query streams the entries selected by a go-datastore query, many entries per message."""
@@ -165,6 +183,21 @@ class DatastoreServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_datastore_pb2.LookupResponse, _abc.Awaitable[_datastore_pb2.LookupResponse]]:
         """Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
         coalesce concurrent callers into one call. Results come back in request order.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_datastore_pb2.LookupStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_datastore_pb2.LookupStreamResponse], _abc.AsyncIterator[_datastore_pb2.LookupStreamResponse]]:
+        """LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+        per-call cost. Each request is answered by one response with the same id, in completion
+        order (not request order); requests run concurrently, as unary Lookups would, up to a
+        per-stream bound beyond which the service stops reading until one finishes. A request
+        that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+        goes on. After the client half-closes, the service answers what is in flight, then ends
+        the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
         """
 
     @_abc_1.abstractmethod

@@ -33,6 +33,7 @@ type config struct {
 	size, count, writers, batch int
 	lo, hi, conc                int
 	duration, lookupWait        time.Duration
+	noStream                    bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.IntVar(&c.conc, "c", 1, "lookup/get: concurrent callers")
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "lookup: how long to measure")
 	flag.DurationVar(&c.lookupWait, "lookup-wait", 0, "Options.LookupMaxWait (0: the shim's default)")
+	flag.BoolVar(&c.noStream, "no-stream", false, "Options.NoLookupStream: unary Lookups even when the service offers LookupStream")
 	flag.Parse()
 	out, err := run(c)
 	if err != nil {
@@ -63,7 +65,7 @@ func main() {
 func run(c config) (map[string]any, error) {
 	ctx := context.Background()
 	d, err := walrusds.Open(ctx, walrusds.Options{Addresses: []string{c.addr},
-		LookupMaxWait: c.lookupWait})
+		LookupMaxWait: c.lookupWait, NoLookupStream: c.noStream})
 	if err != nil {
 		return nil, err
 	}

@@ -867,6 +867,135 @@ func (x *LookupResponse) GetResults() []*LookupResult {
 	return nil
 }
 
+// One Lookup on a LookupStream.
+type LookupStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client and echoed in the response; ids of requests still in flight on the
+	// stream must differ (the service does not check).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The Lookup itself, validated and answered exactly as the unary Lookup would.
+	Request       *LookupRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupStreamRequest) Reset() {
+	*x = LookupStreamRequest{}
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupStreamRequest) ProtoMessage() {}
+
+func (x *LookupStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupStreamRequest.ProtoReflect.Descriptor instead.
+func (*LookupStreamRequest) Descriptor() ([]byte, []int) {
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LookupStreamRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LookupStreamRequest) GetRequest() *LookupRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// The answer to the LookupStreamRequest with the same id: `response` when the Lookup
+// succeeded; otherwise `code` is the gRPC status code and `message` the status message the
+// unary Lookup would have ended with (for example INVALID_ARGUMENT for an unknown mode).
+type LookupStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when code is 0 (OK).
+	Response *LookupResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// A gRPC status code; 0 (OK) means `response` holds the answer.
+	Code          int32  `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupStreamResponse) Reset() {
+	*x = LookupStreamResponse{}
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupStreamResponse) ProtoMessage() {}
+
+func (x *LookupStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupStreamResponse.ProtoReflect.Descriptor instead.
+func (*LookupStreamResponse) Descriptor() ([]byte, []int) {
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LookupStreamResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LookupStreamResponse) GetResponse() *LookupResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *LookupStreamResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *LookupStreamResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // go-datastore's FilterKeyCompare: bytewise comparison of the key with `key`.
 type KeyCompareFilter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -878,7 +1007,7 @@ type KeyCompareFilter struct {
 
 func (x *KeyCompareFilter) Reset() {
 	*x = KeyCompareFilter{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[13]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1019,7 @@ func (x *KeyCompareFilter) String() string {
 func (*KeyCompareFilter) ProtoMessage() {}
 
 func (x *KeyCompareFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[13]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1032,7 @@ func (x *KeyCompareFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCompareFilter.ProtoReflect.Descriptor instead.
 func (*KeyCompareFilter) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{13}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeyCompareFilter) GetOp() CompareOp {
@@ -930,7 +1059,7 @@ type KeyPrefixFilter struct {
 
 func (x *KeyPrefixFilter) Reset() {
 	*x = KeyPrefixFilter{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[14]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1071,7 @@ func (x *KeyPrefixFilter) String() string {
 func (*KeyPrefixFilter) ProtoMessage() {}
 
 func (x *KeyPrefixFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[14]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1084,7 @@ func (x *KeyPrefixFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyPrefixFilter.ProtoReflect.Descriptor instead.
 func (*KeyPrefixFilter) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{14}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeyPrefixFilter) GetPrefix() []byte {
@@ -976,7 +1105,7 @@ type ValueCompareFilter struct {
 
 func (x *ValueCompareFilter) Reset() {
 	*x = ValueCompareFilter{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[15]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1117,7 @@ func (x *ValueCompareFilter) String() string {
 func (*ValueCompareFilter) ProtoMessage() {}
 
 func (x *ValueCompareFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[15]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1130,7 @@ func (x *ValueCompareFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueCompareFilter.ProtoReflect.Descriptor instead.
 func (*ValueCompareFilter) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{15}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ValueCompareFilter) GetOp() CompareOp {
@@ -1032,7 +1161,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[16]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1173,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[16]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1186,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{16}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Filter) GetFilter() isFilter_Filter {
@@ -1140,7 +1269,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[17]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1281,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[17]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1294,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{17}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryRequest) GetPrefix() []byte {
@@ -1236,7 +1365,7 @@ type QueryEntry struct {
 
 func (x *QueryEntry) Reset() {
 	*x = QueryEntry{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[18]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1377,7 @@ func (x *QueryEntry) String() string {
 func (*QueryEntry) ProtoMessage() {}
 
 func (x *QueryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[18]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1390,7 @@ func (x *QueryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryEntry.ProtoReflect.Descriptor instead.
 func (*QueryEntry) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{18}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueryEntry) GetKey() []byte {
@@ -1294,7 +1423,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[19]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1435,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[19]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1448,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{19}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryResponse) GetEntries() []*QueryEntry {
@@ -1339,7 +1468,7 @@ type BatchPut struct {
 
 func (x *BatchPut) Reset() {
 	*x = BatchPut{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[20]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1480,7 @@ func (x *BatchPut) String() string {
 func (*BatchPut) ProtoMessage() {}
 
 func (x *BatchPut) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[20]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1493,7 @@ func (x *BatchPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchPut.ProtoReflect.Descriptor instead.
 func (*BatchPut) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{20}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BatchPut) GetKey() []byte {
@@ -1390,7 +1519,7 @@ type BatchDelete struct {
 
 func (x *BatchDelete) Reset() {
 	*x = BatchDelete{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[21]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1531,7 @@ func (x *BatchDelete) String() string {
 func (*BatchDelete) ProtoMessage() {}
 
 func (x *BatchDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[21]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1544,7 @@ func (x *BatchDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchDelete.ProtoReflect.Descriptor instead.
 func (*BatchDelete) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{21}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BatchDelete) GetKey() []byte {
@@ -1442,7 +1571,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[22]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1583,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[22]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1596,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{22}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BatchRequest) GetOp() isBatchRequest_Op {
@@ -1528,7 +1657,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[23]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1669,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[23]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1682,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{23}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BatchResponse) GetApplied() int64 {
@@ -1572,7 +1701,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[24]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1713,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[24]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1726,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{24}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SyncRequest) GetPrefix() []byte {
@@ -1615,7 +1744,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[25]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1756,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[25]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1769,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{25}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{27}
 }
 
 type DiskUsageRequest struct {
@@ -1651,7 +1780,7 @@ type DiskUsageRequest struct {
 
 func (x *DiskUsageRequest) Reset() {
 	*x = DiskUsageRequest{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[26]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1792,7 @@ func (x *DiskUsageRequest) String() string {
 func (*DiskUsageRequest) ProtoMessage() {}
 
 func (x *DiskUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[26]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1805,7 @@ func (x *DiskUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskUsageRequest.ProtoReflect.Descriptor instead.
 func (*DiskUsageRequest) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{26}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{28}
 }
 
 type DiskUsageResponse struct {
@@ -1688,7 +1817,7 @@ type DiskUsageResponse struct {
 
 func (x *DiskUsageResponse) Reset() {
 	*x = DiskUsageResponse{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[27]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1829,7 @@ func (x *DiskUsageResponse) String() string {
 func (*DiskUsageResponse) ProtoMessage() {}
 
 func (x *DiskUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[27]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1842,7 @@ func (x *DiskUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskUsageResponse.ProtoReflect.Descriptor instead.
 func (*DiskUsageResponse) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{27}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DiskUsageResponse) GetBytes() uint64 {
@@ -1731,7 +1860,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[28]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1872,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[28]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1885,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{28}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{30}
 }
 
 type InfoResponse struct {
@@ -1779,7 +1908,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[29]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1920,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walrusds_v1_datastore_proto_msgTypes[29]
+	mi := &file_walrusds_v1_datastore_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1933,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{29}
+	return file_walrusds_v1_datastore_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -1901,7 +2030,15 @@ const file_walrusds_v1_datastore_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\"E\n" +
 	"\x0eLookupResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.walrusds.v1.LookupResultR\aresults\"L\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.walrusds.v1.LookupResultR\aresults\"[\n" +
+	"\x13LookupStreamRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x124\n" +
+	"\arequest\x18\x02 \x01(\v2\x1a.walrusds.v1.LookupRequestR\arequest\"\x8d\x01\n" +
+	"\x14LookupStreamResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
+	"\bresponse\x18\x02 \x01(\v2\x1b.walrusds.v1.LookupResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"L\n" +
 	"\x10KeyCompareFilter\x12&\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x16.walrusds.v1.CompareOpR\x02op\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\")\n" +
@@ -1988,14 +2125,15 @@ const file_walrusds_v1_datastore_proto_rawDesc = "" +
 	"\fORDER_BY_KEY\x10\x01\x12\x1b\n" +
 	"\x17ORDER_BY_KEY_DESCENDING\x10\x02\x12\x12\n" +
 	"\x0eORDER_BY_VALUE\x10\x03\x12\x1d\n" +
-	"\x19ORDER_BY_VALUE_DESCENDING\x10\x042\xcf\x05\n" +
+	"\x19ORDER_BY_VALUE_DESCENDING\x10\x042\xa8\x06\n" +
 	"\tDatastore\x128\n" +
 	"\x03Put\x12\x17.walrusds.v1.PutRequest\x1a\x18.walrusds.v1.PutResponse\x128\n" +
 	"\x03Get\x12\x17.walrusds.v1.GetRequest\x1a\x18.walrusds.v1.GetResponse\x128\n" +
 	"\x03Has\x12\x17.walrusds.v1.HasRequest\x1a\x18.walrusds.v1.HasResponse\x12D\n" +
 	"\aGetSize\x12\x1b.walrusds.v1.GetSizeRequest\x1a\x1c.walrusds.v1.GetSizeResponse\x12A\n" +
 	"\x06Delete\x12\x1a.walrusds.v1.DeleteRequest\x1a\x1b.walrusds.v1.DeleteResponse\x12A\n" +
-	"\x06Lookup\x12\x1a.walrusds.v1.LookupRequest\x1a\x1b.walrusds.v1.LookupResponse\x12@\n" +
+	"\x06Lookup\x12\x1a.walrusds.v1.LookupRequest\x1a\x1b.walrusds.v1.LookupResponse\x12W\n" +
+	"\fLookupStream\x12 .walrusds.v1.LookupStreamRequest\x1a!.walrusds.v1.LookupStreamResponse(\x010\x01\x12@\n" +
 	"\x05Query\x12\x19.walrusds.v1.QueryRequest\x1a\x1a.walrusds.v1.QueryResponse0\x01\x12@\n" +
 	"\x05Batch\x12\x19.walrusds.v1.BatchRequest\x1a\x1a.walrusds.v1.BatchResponse(\x01\x12;\n" +
 	"\x04Sync\x12\x18.walrusds.v1.SyncRequest\x1a\x19.walrusds.v1.SyncResponse\x12J\n" +
@@ -2015,85 +2153,91 @@ func file_walrusds_v1_datastore_proto_rawDescGZIP() []byte {
 }
 
 var file_walrusds_v1_datastore_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_walrusds_v1_datastore_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_walrusds_v1_datastore_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_walrusds_v1_datastore_proto_goTypes = []any{
-	(LookupMode)(0),            // 0: walrusds.v1.LookupMode
-	(LookupStatus)(0),          // 1: walrusds.v1.LookupStatus
-	(CompareOp)(0),             // 2: walrusds.v1.CompareOp
-	(Order)(0),                 // 3: walrusds.v1.Order
-	(*PutRequest)(nil),         // 4: walrusds.v1.PutRequest
-	(*PutResponse)(nil),        // 5: walrusds.v1.PutResponse
-	(*GetRequest)(nil),         // 6: walrusds.v1.GetRequest
-	(*GetResponse)(nil),        // 7: walrusds.v1.GetResponse
-	(*HasRequest)(nil),         // 8: walrusds.v1.HasRequest
-	(*HasResponse)(nil),        // 9: walrusds.v1.HasResponse
-	(*GetSizeRequest)(nil),     // 10: walrusds.v1.GetSizeRequest
-	(*GetSizeResponse)(nil),    // 11: walrusds.v1.GetSizeResponse
-	(*DeleteRequest)(nil),      // 12: walrusds.v1.DeleteRequest
-	(*DeleteResponse)(nil),     // 13: walrusds.v1.DeleteResponse
-	(*LookupRequest)(nil),      // 14: walrusds.v1.LookupRequest
-	(*LookupResult)(nil),       // 15: walrusds.v1.LookupResult
-	(*LookupResponse)(nil),     // 16: walrusds.v1.LookupResponse
-	(*KeyCompareFilter)(nil),   // 17: walrusds.v1.KeyCompareFilter
-	(*KeyPrefixFilter)(nil),    // 18: walrusds.v1.KeyPrefixFilter
-	(*ValueCompareFilter)(nil), // 19: walrusds.v1.ValueCompareFilter
-	(*Filter)(nil),             // 20: walrusds.v1.Filter
-	(*QueryRequest)(nil),       // 21: walrusds.v1.QueryRequest
-	(*QueryEntry)(nil),         // 22: walrusds.v1.QueryEntry
-	(*QueryResponse)(nil),      // 23: walrusds.v1.QueryResponse
-	(*BatchPut)(nil),           // 24: walrusds.v1.BatchPut
-	(*BatchDelete)(nil),        // 25: walrusds.v1.BatchDelete
-	(*BatchRequest)(nil),       // 26: walrusds.v1.BatchRequest
-	(*BatchResponse)(nil),      // 27: walrusds.v1.BatchResponse
-	(*SyncRequest)(nil),        // 28: walrusds.v1.SyncRequest
-	(*SyncResponse)(nil),       // 29: walrusds.v1.SyncResponse
-	(*DiskUsageRequest)(nil),   // 30: walrusds.v1.DiskUsageRequest
-	(*DiskUsageResponse)(nil),  // 31: walrusds.v1.DiskUsageResponse
-	(*InfoRequest)(nil),        // 32: walrusds.v1.InfoRequest
-	(*InfoResponse)(nil),       // 33: walrusds.v1.InfoResponse
+	(LookupMode)(0),              // 0: walrusds.v1.LookupMode
+	(LookupStatus)(0),            // 1: walrusds.v1.LookupStatus
+	(CompareOp)(0),               // 2: walrusds.v1.CompareOp
+	(Order)(0),                   // 3: walrusds.v1.Order
+	(*PutRequest)(nil),           // 4: walrusds.v1.PutRequest
+	(*PutResponse)(nil),          // 5: walrusds.v1.PutResponse
+	(*GetRequest)(nil),           // 6: walrusds.v1.GetRequest
+	(*GetResponse)(nil),          // 7: walrusds.v1.GetResponse
+	(*HasRequest)(nil),           // 8: walrusds.v1.HasRequest
+	(*HasResponse)(nil),          // 9: walrusds.v1.HasResponse
+	(*GetSizeRequest)(nil),       // 10: walrusds.v1.GetSizeRequest
+	(*GetSizeResponse)(nil),      // 11: walrusds.v1.GetSizeResponse
+	(*DeleteRequest)(nil),        // 12: walrusds.v1.DeleteRequest
+	(*DeleteResponse)(nil),       // 13: walrusds.v1.DeleteResponse
+	(*LookupRequest)(nil),        // 14: walrusds.v1.LookupRequest
+	(*LookupResult)(nil),         // 15: walrusds.v1.LookupResult
+	(*LookupResponse)(nil),       // 16: walrusds.v1.LookupResponse
+	(*LookupStreamRequest)(nil),  // 17: walrusds.v1.LookupStreamRequest
+	(*LookupStreamResponse)(nil), // 18: walrusds.v1.LookupStreamResponse
+	(*KeyCompareFilter)(nil),     // 19: walrusds.v1.KeyCompareFilter
+	(*KeyPrefixFilter)(nil),      // 20: walrusds.v1.KeyPrefixFilter
+	(*ValueCompareFilter)(nil),   // 21: walrusds.v1.ValueCompareFilter
+	(*Filter)(nil),               // 22: walrusds.v1.Filter
+	(*QueryRequest)(nil),         // 23: walrusds.v1.QueryRequest
+	(*QueryEntry)(nil),           // 24: walrusds.v1.QueryEntry
+	(*QueryResponse)(nil),        // 25: walrusds.v1.QueryResponse
+	(*BatchPut)(nil),             // 26: walrusds.v1.BatchPut
+	(*BatchDelete)(nil),          // 27: walrusds.v1.BatchDelete
+	(*BatchRequest)(nil),         // 28: walrusds.v1.BatchRequest
+	(*BatchResponse)(nil),        // 29: walrusds.v1.BatchResponse
+	(*SyncRequest)(nil),          // 30: walrusds.v1.SyncRequest
+	(*SyncResponse)(nil),         // 31: walrusds.v1.SyncResponse
+	(*DiskUsageRequest)(nil),     // 32: walrusds.v1.DiskUsageRequest
+	(*DiskUsageResponse)(nil),    // 33: walrusds.v1.DiskUsageResponse
+	(*InfoRequest)(nil),          // 34: walrusds.v1.InfoRequest
+	(*InfoResponse)(nil),         // 35: walrusds.v1.InfoResponse
 }
 var file_walrusds_v1_datastore_proto_depIdxs = []int32{
 	0,  // 0: walrusds.v1.LookupRequest.mode:type_name -> walrusds.v1.LookupMode
 	1,  // 1: walrusds.v1.LookupResult.status:type_name -> walrusds.v1.LookupStatus
 	15, // 2: walrusds.v1.LookupResponse.results:type_name -> walrusds.v1.LookupResult
-	2,  // 3: walrusds.v1.KeyCompareFilter.op:type_name -> walrusds.v1.CompareOp
-	2,  // 4: walrusds.v1.ValueCompareFilter.op:type_name -> walrusds.v1.CompareOp
-	17, // 5: walrusds.v1.Filter.key_compare:type_name -> walrusds.v1.KeyCompareFilter
-	18, // 6: walrusds.v1.Filter.key_prefix:type_name -> walrusds.v1.KeyPrefixFilter
-	19, // 7: walrusds.v1.Filter.value_compare:type_name -> walrusds.v1.ValueCompareFilter
-	20, // 8: walrusds.v1.QueryRequest.filters:type_name -> walrusds.v1.Filter
-	3,  // 9: walrusds.v1.QueryRequest.orders:type_name -> walrusds.v1.Order
-	22, // 10: walrusds.v1.QueryResponse.entries:type_name -> walrusds.v1.QueryEntry
-	24, // 11: walrusds.v1.BatchRequest.put:type_name -> walrusds.v1.BatchPut
-	25, // 12: walrusds.v1.BatchRequest.delete:type_name -> walrusds.v1.BatchDelete
-	24, // 13: walrusds.v1.BatchRequest.puts:type_name -> walrusds.v1.BatchPut
-	4,  // 14: walrusds.v1.Datastore.Put:input_type -> walrusds.v1.PutRequest
-	6,  // 15: walrusds.v1.Datastore.Get:input_type -> walrusds.v1.GetRequest
-	8,  // 16: walrusds.v1.Datastore.Has:input_type -> walrusds.v1.HasRequest
-	10, // 17: walrusds.v1.Datastore.GetSize:input_type -> walrusds.v1.GetSizeRequest
-	12, // 18: walrusds.v1.Datastore.Delete:input_type -> walrusds.v1.DeleteRequest
-	14, // 19: walrusds.v1.Datastore.Lookup:input_type -> walrusds.v1.LookupRequest
-	21, // 20: walrusds.v1.Datastore.Query:input_type -> walrusds.v1.QueryRequest
-	26, // 21: walrusds.v1.Datastore.Batch:input_type -> walrusds.v1.BatchRequest
-	28, // 22: walrusds.v1.Datastore.Sync:input_type -> walrusds.v1.SyncRequest
-	30, // 23: walrusds.v1.Datastore.DiskUsage:input_type -> walrusds.v1.DiskUsageRequest
-	32, // 24: walrusds.v1.Datastore.Info:input_type -> walrusds.v1.InfoRequest
-	5,  // 25: walrusds.v1.Datastore.Put:output_type -> walrusds.v1.PutResponse
-	7,  // 26: walrusds.v1.Datastore.Get:output_type -> walrusds.v1.GetResponse
-	9,  // 27: walrusds.v1.Datastore.Has:output_type -> walrusds.v1.HasResponse
-	11, // 28: walrusds.v1.Datastore.GetSize:output_type -> walrusds.v1.GetSizeResponse
-	13, // 29: walrusds.v1.Datastore.Delete:output_type -> walrusds.v1.DeleteResponse
-	16, // 30: walrusds.v1.Datastore.Lookup:output_type -> walrusds.v1.LookupResponse
-	23, // 31: walrusds.v1.Datastore.Query:output_type -> walrusds.v1.QueryResponse
-	27, // 32: walrusds.v1.Datastore.Batch:output_type -> walrusds.v1.BatchResponse
-	29, // 33: walrusds.v1.Datastore.Sync:output_type -> walrusds.v1.SyncResponse
-	31, // 34: walrusds.v1.Datastore.DiskUsage:output_type -> walrusds.v1.DiskUsageResponse
-	33, // 35: walrusds.v1.Datastore.Info:output_type -> walrusds.v1.InfoResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	14, // 3: walrusds.v1.LookupStreamRequest.request:type_name -> walrusds.v1.LookupRequest
+	16, // 4: walrusds.v1.LookupStreamResponse.response:type_name -> walrusds.v1.LookupResponse
+	2,  // 5: walrusds.v1.KeyCompareFilter.op:type_name -> walrusds.v1.CompareOp
+	2,  // 6: walrusds.v1.ValueCompareFilter.op:type_name -> walrusds.v1.CompareOp
+	19, // 7: walrusds.v1.Filter.key_compare:type_name -> walrusds.v1.KeyCompareFilter
+	20, // 8: walrusds.v1.Filter.key_prefix:type_name -> walrusds.v1.KeyPrefixFilter
+	21, // 9: walrusds.v1.Filter.value_compare:type_name -> walrusds.v1.ValueCompareFilter
+	22, // 10: walrusds.v1.QueryRequest.filters:type_name -> walrusds.v1.Filter
+	3,  // 11: walrusds.v1.QueryRequest.orders:type_name -> walrusds.v1.Order
+	24, // 12: walrusds.v1.QueryResponse.entries:type_name -> walrusds.v1.QueryEntry
+	26, // 13: walrusds.v1.BatchRequest.put:type_name -> walrusds.v1.BatchPut
+	27, // 14: walrusds.v1.BatchRequest.delete:type_name -> walrusds.v1.BatchDelete
+	26, // 15: walrusds.v1.BatchRequest.puts:type_name -> walrusds.v1.BatchPut
+	4,  // 16: walrusds.v1.Datastore.Put:input_type -> walrusds.v1.PutRequest
+	6,  // 17: walrusds.v1.Datastore.Get:input_type -> walrusds.v1.GetRequest
+	8,  // 18: walrusds.v1.Datastore.Has:input_type -> walrusds.v1.HasRequest
+	10, // 19: walrusds.v1.Datastore.GetSize:input_type -> walrusds.v1.GetSizeRequest
+	12, // 20: walrusds.v1.Datastore.Delete:input_type -> walrusds.v1.DeleteRequest
+	14, // 21: walrusds.v1.Datastore.Lookup:input_type -> walrusds.v1.LookupRequest
+	17, // 22: walrusds.v1.Datastore.LookupStream:input_type -> walrusds.v1.LookupStreamRequest
+	23, // 23: walrusds.v1.Datastore.Query:input_type -> walrusds.v1.QueryRequest
+	28, // 24: walrusds.v1.Datastore.Batch:input_type -> walrusds.v1.BatchRequest
+	30, // 25: walrusds.v1.Datastore.Sync:input_type -> walrusds.v1.SyncRequest
+	32, // 26: walrusds.v1.Datastore.DiskUsage:input_type -> walrusds.v1.DiskUsageRequest
+	34, // 27: walrusds.v1.Datastore.Info:input_type -> walrusds.v1.InfoRequest
+	5,  // 28: walrusds.v1.Datastore.Put:output_type -> walrusds.v1.PutResponse
+	7,  // 29: walrusds.v1.Datastore.Get:output_type -> walrusds.v1.GetResponse
+	9,  // 30: walrusds.v1.Datastore.Has:output_type -> walrusds.v1.HasResponse
+	11, // 31: walrusds.v1.Datastore.GetSize:output_type -> walrusds.v1.GetSizeResponse
+	13, // 32: walrusds.v1.Datastore.Delete:output_type -> walrusds.v1.DeleteResponse
+	16, // 33: walrusds.v1.Datastore.Lookup:output_type -> walrusds.v1.LookupResponse
+	18, // 34: walrusds.v1.Datastore.LookupStream:output_type -> walrusds.v1.LookupStreamResponse
+	25, // 35: walrusds.v1.Datastore.Query:output_type -> walrusds.v1.QueryResponse
+	29, // 36: walrusds.v1.Datastore.Batch:output_type -> walrusds.v1.BatchResponse
+	31, // 37: walrusds.v1.Datastore.Sync:output_type -> walrusds.v1.SyncResponse
+	33, // 38: walrusds.v1.Datastore.DiskUsage:output_type -> walrusds.v1.DiskUsageResponse
+	35, // 39: walrusds.v1.Datastore.Info:output_type -> walrusds.v1.InfoResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_walrusds_v1_datastore_proto_init() }
@@ -2101,12 +2245,12 @@ func file_walrusds_v1_datastore_proto_init() {
 	if File_walrusds_v1_datastore_proto != nil {
 		return
 	}
-	file_walrusds_v1_datastore_proto_msgTypes[16].OneofWrappers = []any{
+	file_walrusds_v1_datastore_proto_msgTypes[18].OneofWrappers = []any{
 		(*Filter_KeyCompare)(nil),
 		(*Filter_KeyPrefix)(nil),
 		(*Filter_ValueCompare)(nil),
 	}
-	file_walrusds_v1_datastore_proto_msgTypes[22].OneofWrappers = []any{
+	file_walrusds_v1_datastore_proto_msgTypes[24].OneofWrappers = []any{
 		(*BatchRequest_Put)(nil),
 		(*BatchRequest_Delete)(nil),
 	}
@@ -2116,7 +2260,7 @@ func file_walrusds_v1_datastore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walrusds_v1_datastore_proto_rawDesc), len(file_walrusds_v1_datastore_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

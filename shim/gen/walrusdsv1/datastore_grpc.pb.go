@@ -34,17 +34,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Datastore_Put_FullMethodName       = "/walrusds.v1.Datastore/Put"
-	Datastore_Get_FullMethodName       = "/walrusds.v1.Datastore/Get"
-	Datastore_Has_FullMethodName       = "/walrusds.v1.Datastore/Has"
-	Datastore_GetSize_FullMethodName   = "/walrusds.v1.Datastore/GetSize"
-	Datastore_Delete_FullMethodName    = "/walrusds.v1.Datastore/Delete"
-	Datastore_Lookup_FullMethodName    = "/walrusds.v1.Datastore/Lookup"
-	Datastore_Query_FullMethodName     = "/walrusds.v1.Datastore/Query"
-	Datastore_Batch_FullMethodName     = "/walrusds.v1.Datastore/Batch"
-	Datastore_Sync_FullMethodName      = "/walrusds.v1.Datastore/Sync"
-	Datastore_DiskUsage_FullMethodName = "/walrusds.v1.Datastore/DiskUsage"
-	Datastore_Info_FullMethodName      = "/walrusds.v1.Datastore/Info"
+	Datastore_Put_FullMethodName          = "/walrusds.v1.Datastore/Put"
+	Datastore_Get_FullMethodName          = "/walrusds.v1.Datastore/Get"
+	Datastore_Has_FullMethodName          = "/walrusds.v1.Datastore/Has"
+	Datastore_GetSize_FullMethodName      = "/walrusds.v1.Datastore/GetSize"
+	Datastore_Delete_FullMethodName       = "/walrusds.v1.Datastore/Delete"
+	Datastore_Lookup_FullMethodName       = "/walrusds.v1.Datastore/Lookup"
+	Datastore_LookupStream_FullMethodName = "/walrusds.v1.Datastore/LookupStream"
+	Datastore_Query_FullMethodName        = "/walrusds.v1.Datastore/Query"
+	Datastore_Batch_FullMethodName        = "/walrusds.v1.Datastore/Batch"
+	Datastore_Sync_FullMethodName         = "/walrusds.v1.Datastore/Sync"
+	Datastore_DiskUsage_FullMethodName    = "/walrusds.v1.Datastore/DiskUsage"
+	Datastore_Info_FullMethodName         = "/walrusds.v1.Datastore/Info"
 )
 
 // DatastoreClient is the client API for Datastore service.
@@ -65,6 +66,14 @@ type DatastoreClient interface {
 	// Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
 	// coalesce concurrent callers into one call. Results come back in request order.
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
+	// LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+	// per-call cost. Each request is answered by one response with the same id, in completion
+	// order (not request order); requests run concurrently, as unary Lookups would, up to a
+	// per-stream bound beyond which the service stops reading until one finishes. A request
+	// that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+	// goes on. After the client half-closes, the service answers what is in flight, then ends
+	// the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
+	LookupStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LookupStreamRequest, LookupStreamResponse], error)
 	// Query streams the entries selected by a go-datastore query, many entries per message.
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[QueryResponse], error)
 	// Batch receives one operation per message and applies them all in one transaction when the
@@ -149,9 +158,22 @@ func (c *datastoreClient) Lookup(ctx context.Context, in *LookupRequest, opts ..
 	return out, nil
 }
 
+func (c *datastoreClient) LookupStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LookupStreamRequest, LookupStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Datastore_ServiceDesc.Streams[0], Datastore_LookupStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LookupStreamRequest, LookupStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Datastore_LookupStreamClient = grpc.BidiStreamingClient[LookupStreamRequest, LookupStreamResponse]
+
 func (c *datastoreClient) Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[QueryResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Datastore_ServiceDesc.Streams[0], Datastore_Query_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Datastore_ServiceDesc.Streams[1], Datastore_Query_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +192,7 @@ type Datastore_QueryClient = grpc.ServerStreamingClient[QueryResponse]
 
 func (c *datastoreClient) Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BatchRequest, BatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Datastore_ServiceDesc.Streams[1], Datastore_Batch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Datastore_ServiceDesc.Streams[2], Datastore_Batch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +251,14 @@ type DatastoreServer interface {
 	// Lookup answers Has, GetSize or Get for many keys with one index query, so a client can
 	// coalesce concurrent callers into one call. Results come back in request order.
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
+	// LookupStream carries many Lookups over one long-lived stream, saving a unary call's
+	// per-call cost. Each request is answered by one response with the same id, in completion
+	// order (not request order); requests run concurrently, as unary Lookups would, up to a
+	// per-stream bound beyond which the service stops reading until one finishes. A request
+	// that fails (bad input, overload, Postgres trouble) gets an error response and the stream
+	// goes on. After the client half-closes, the service answers what is in flight, then ends
+	// the stream with OK. Services that report the "lookup-stream" feature in Info implement it.
+	LookupStream(grpc.BidiStreamingServer[LookupStreamRequest, LookupStreamResponse]) error
 	// Query streams the entries selected by a go-datastore query, many entries per message.
 	Query(*QueryRequest, grpc.ServerStreamingServer[QueryResponse]) error
 	// Batch receives one operation per message and applies them all in one transaction when the
@@ -270,6 +300,9 @@ func (UnimplementedDatastoreServer) Delete(context.Context, *DeleteRequest) (*De
 }
 func (UnimplementedDatastoreServer) Lookup(context.Context, *LookupRequest) (*LookupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Lookup not implemented")
+}
+func (UnimplementedDatastoreServer) LookupStream(grpc.BidiStreamingServer[LookupStreamRequest, LookupStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method LookupStream not implemented")
 }
 func (UnimplementedDatastoreServer) Query(*QueryRequest, grpc.ServerStreamingServer[QueryResponse]) error {
 	return status.Error(codes.Unimplemented, "method Query not implemented")
@@ -415,6 +448,13 @@ func _Datastore_Lookup_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Datastore_LookupStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DatastoreServer).LookupStream(&grpc.GenericServerStream[LookupStreamRequest, LookupStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Datastore_LookupStreamServer = grpc.BidiStreamingServer[LookupStreamRequest, LookupStreamResponse]
+
 func _Datastore_Query_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(QueryRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -532,6 +572,12 @@ var Datastore_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LookupStream",
+			Handler:       _Datastore_LookupStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Query",
 			Handler:       _Datastore_Query_Handler,
