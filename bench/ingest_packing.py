@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from walrusds.config import Config, PostgresConfig, WalrusConfig
+from walrusds.config import Config, MetricsConfig, PostgresConfig, WalrusConfig
 from walrusds.emulator.config import EmulatorConfig
 from walrusds.emulator.runner import start_emulator
 from walrusds.localpg import LocalCluster, cluster_os_user
@@ -66,7 +66,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             config = Config(
                 listen="127.0.0.1:0",
                 postgres=PostgresConfig(dsn=cluster.dsn()),
-                walrus=WalrusConfig(publishers=(emulator.url,), aggregators=(emulator.url,)))
+                walrus=WalrusConfig(publishers=(emulator.url,), aggregators=(emulator.url,)),
+                metrics=MetricsConfig(listen=""))  # no fixed port: other services may hold it
             config = dataclasses.replace(
                 config, pack=dataclasses.replace(config.pack, target_size=args.target))
             service = await Service.start(config.validate())

@@ -128,13 +128,18 @@ def service_sections(r: dict[str, Any]) -> list[str]:
     gt = r["get"]
     out += ["### Get", "",
             f"{r['config']['get_values']} values of 256 KiB, 32 concurrent readers. Staged: "
-            "bytes in PostgreSQL. Packed-cold: a freshly started service, every value a ranged "
-            "read from the emulator. Packed-warm: the emulator ignores `Range`, so whole packs "
-            "land in the service's pack cache on a first pass; the second pass is measured. "
+            "bytes in PostgreSQL. Packed-cold: a freshly started service with the pack prefetch "
+            "off (`walrus.prefetch_reads = 0`), every value a ranged read from the emulator. "
+            "Packed-prefetch: a freshly started service with the default prefetch (a pack read "
+            "8 times within 10 s is read whole into the cache). Packed-warm: the emulator "
+            "ignores `Range`, so whole packs land in the service's pack cache on a first pass; "
+            "the second pass is measured. "
             f"Ceiling: loopback HTTP GET of whole 8 MiB blobs, {n(c['http']['get_mb_per_s'])} "
             f"MB/s; SHA-256 {n(c['sha256']['mb_per_s'])} MB/s.", ""]
     rows = []
-    for kind in ("staged", "packed_cold", "packed_warm"):
+    for kind in ("staged", "packed_cold", "packed_prefetch", "packed_warm"):
+        if f"go_{kind}" not in gt:
+            continue  # a run from before the prefetch
         g, p = gt[f"go_{kind}"], gt[f"py_{kind}"]
         rows.append([kind.replace("_", "-"), n(g["blocks_per_s"]), n(g["mb_per_s"], 1),
                      n(p["blocks_per_s"]), n(p["mb_per_s"], 1),

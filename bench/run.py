@@ -141,16 +141,22 @@ async def ignore_range(url: str, on: bool) -> None:
 
 
 def gets(stack: Stack, sz: Size) -> dict[str, Any]:
-    """Staged, then packed-cold (ranged reads), then packed-warm (whole packs cached)."""
+    """Staged; packed-cold (prefetch off: every value a ranged read); packed-prefetch (a fresh
+    service with the default pack prefetch); packed-warm (whole packs cached)."""
     n, size = sz.get_values, 256 * 1024
     out: dict[str, Any] = {}
     stack.start_service(pack_flush="false")
     gobench.run(stack.address, "ingest", prefix="/get", size=size, count=n, writers=4,
                 batch=32)
 
-    def both(kind: str) -> None:
+    def both(kind: str, fresh: dict[str, str] | None = None) -> None:
+        """Go then Python; ``fresh``: each on a service started with these settings."""
+        if fresh is not None:
+            stack.start_service(**fresh)
         out[f"go_{kind}"] = timed(f"go get {kind}", lambda: gobench.run(
             stack.address, "get", prefix="/get", count=n, c=32))
+        if fresh is not None:
+            stack.start_service(**fresh)
         out[f"py_{kind}"] = timed(f"py get {kind}", lambda: asyncio.run(
             pyclient.get(stack.address, prefix="/get", count=n, conc=32)))
 
@@ -158,8 +164,8 @@ def gets(stack: Stack, sz: Size) -> dict[str, Any]:
     stack.start_service(pack_idle="0.5", pack_interval="0.5", pack_max_age="1")
     timed("waiting for the flusher to pack everything", lambda: wait_packed(stack.dsn))
     out["packs"] = pack_figures(stack.dsn)
-    stack.start_service(**SERVICE_LEVEL)
-    both("packed_cold")
+    both("packed_cold", {**SERVICE_LEVEL, "walrus_prefetch_reads": "0"})
+    both("packed_prefetch", SERVICE_LEVEL)
     asyncio.run(ignore_range(stack.emulator_url, True))
     stack.start_service(**SERVICE_LEVEL)
     gobench.run(stack.address, "get", prefix="/get", count=n, c=4)  # fills the pack cache
