@@ -132,14 +132,17 @@ async def answer(service: DatastoreService,
     """One request's answer, admitted, counted and mapped to a status like a unary Lookup."""
     started = time.perf_counter()
     code, message = grpc.StatusCode.OK, ""
-    response: pb.LookupResponse | None = None
+    answered: pb.LookupStreamResponse | None = None
     refusal = service.try_admit(LOOKUP)
     try:
         if refusal is not None:
             code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
         else:
             try:
-                response = await service.lookup(request.request)
+                out = pb.LookupStreamResponse(id=request.id)
+                out.response.SetInParent()  # an answer, even with no results
+                await service.lookup(request.request, out.response)
+                answered = out
             finally:
                 service.inflight -= 1
     except asyncio.CancelledError:
@@ -150,6 +153,6 @@ async def answer(service: DatastoreService,
     finally:
         if service.metrics is not None:
             service.metrics.observe(LOOKUP, code.name, time.perf_counter() - started)
-    if response is not None:
-        return pb.LookupStreamResponse(id=request.id, response=response)
+    if answered is not None:
+        return answered
     return pb.LookupStreamResponse(id=request.id, code=code.value[0], message=message)

@@ -196,13 +196,17 @@ class DatastoreService(pb_grpc.DatastoreServicer):
 
     @handled
     async def Lookup(self, request: pb.LookupRequest, context: Any) -> pb.LookupResponse:
-        return await self.lookup(request)
+        response = pb.LookupResponse()
+        await self.lookup(request, response)
+        return response
 
     # An async generator function itself (grpc.aio checks), defined in its own module.
     LookupStream = lookup_stream  # type: ignore[assignment]  # grpc.aio: async iterators
 
-    async def lookup(self, request: pb.LookupRequest) -> pb.LookupResponse:
-        """One Lookup, unary or on a LookupStream: the same validation and errors."""
+    async def lookup(self, request: pb.LookupRequest, response: pb.LookupResponse) -> None:
+        """One Lookup, unary or on a LookupStream: the same validation and errors. The results
+        are added to ``response`` in place, once all are known (a value is copied into the
+        message once, never again through nested message copies)."""
         keys = list(request.keys)
         if request.mode in (pb.LOOKUP_MODE_HAS, pb.LOOKUP_MODE_SIZE):
             results = await self.ds.lookup_sizes(keys)
@@ -210,7 +214,9 @@ class DatastoreService(pb_grpc.DatastoreServicer):
             results = await self.ds.lookup_values(keys)
         else:
             raise InvalidArgument(f"lookup mode {request.mode} is not one of HAS, SIZE, GET")
-        return pb.LookupResponse(results=[_lookup_result(r) for r in results])
+        add = response.results.add
+        for r in results:
+            _add_result(add, r)
 
     async def Query(self, request: pb.QueryRequest,
                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.QueryResponse]:
@@ -325,14 +331,14 @@ def _compare_op(op: int, index: int) -> CompareOp:
         raise InvalidArgument(f"query filter {index} has unknown comparison {op}") from None
 
 
-def _lookup_result(r: LookupResult) -> pb.LookupResult:
+def _add_result(add: Callable[..., pb.LookupResult], r: LookupResult) -> None:
     if r.error is not None:
-        return pb.LookupResult(status=pb.LOOKUP_STATUS_ERROR, size=r.size,
-                               error_code=code_for(r.error).value[0],
-                               error_message=str(r.error))
-    if r.deferred:
-        return pb.LookupResult(status=pb.LOOKUP_STATUS_DEFERRED, size=r.size)
-    if not r.found:
-        return pb.LookupResult(status=pb.LOOKUP_STATUS_NOT_FOUND, size=-1)
-    return pb.LookupResult(status=pb.LOOKUP_STATUS_FOUND, size=r.size, value=r.value or b"")
+        add(status=pb.LOOKUP_STATUS_ERROR, size=r.size, error_code=code_for(r.error).value[0],
+            error_message=str(r.error))
+    elif r.deferred:
+        add(status=pb.LOOKUP_STATUS_DEFERRED, size=r.size)
+    elif not r.found:
+        add(status=pb.LOOKUP_STATUS_NOT_FOUND, size=-1)
+    else:
+        add(status=pb.LOOKUP_STATUS_FOUND, size=r.size, value=r.value or b"")
 
