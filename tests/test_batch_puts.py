@@ -50,3 +50,29 @@ async def test_one_bad_put_in_a_message_applies_nothing(api: Any) -> None:
         raise AssertionError("a Batch with an invalid key was accepted")
     for key in (b"/ok1", b"/ok2"):
         assert not (await api.Has(pb.HasRequest(key=key))).exists
+
+
+async def test_large_and_small_values_in_one_batch_apply_together(api: Any) -> None:
+    # Values of 128 KiB and more are staged one statement each, smaller ones in arrays: one
+    # transaction all the same.
+    big = [bytes([i]) * (200 * 1024 + i) for i in range(3)]
+    await api.Put(pb.PutRequest(key=b"/big-old", value=big[0]))
+    ops = [pb.BatchRequest(puts=_puts((b"/big0", big[0]), (b"/small0", b"s0"))),
+           pb.BatchRequest(puts=_puts((b"/big1", big[1]), (b"/big0", big[2]))),
+           pb.BatchRequest(delete=pb.BatchDelete(key=b"/big-old"))]
+    assert (await api.Batch(_gen(ops))).applied == 4
+    assert (await api.Get(pb.GetRequest(key=b"/big0"))).value == big[2]
+    assert (await api.Get(pb.GetRequest(key=b"/big1"))).value == big[1]
+    assert (await api.Get(pb.GetRequest(key=b"/small0"))).value == b"s0"
+    assert not (await api.Has(pb.HasRequest(key=b"/big-old"))).exists
+
+    bad = [pb.BatchRequest(puts=_puts((b"/big2", big[1]), (b"/big0", big[0]))),
+           pb.BatchRequest(puts=_puts((b"no-slash", b"x")))]
+    try:
+        await api.Batch(_gen(bad))
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    else:
+        raise AssertionError("a Batch with an invalid key was accepted")
+    assert not (await api.Has(pb.HasRequest(key=b"/big2"))).exists
+    assert (await api.Get(pb.GetRequest(key=b"/big0"))).value == big[2]

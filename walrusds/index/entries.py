@@ -18,6 +18,8 @@ from walrusds.index.pool import AsyncConn, run
 # Rows per statement when a Batch is written: bounded so one statement's parameters stay small.
 BATCH_CHUNK_ROWS = 1000
 BATCH_CHUNK_BYTES = 64 * 1024 * 1024
+#: Values of this size or more are staged one statement each rather than in an array.
+ROW_BY_ROW_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,15 @@ class Index:
 
         async def go(conn: AsyncConn) -> None:
             async with conn.pipeline(), conn.transaction():
-                for chunk in _chunks(puts):
+                large = [r for r in puts if len(r.value) >= ROW_BY_ROW_BYTES]
+                small = [r for r in puts if len(r.value) < ROW_BY_ROW_BYTES] if large else puts
+                if large:
+                    # One statement per value: the bytes go to libpq as they are, not joined
+                    # into an array first (one copy less of every large value).
+                    async with conn.cursor() as cur:
+                        await cur.executemany(self._put_one, [
+                            (r.key, len(r.value), r.digest, r.value) for r in large])
+                for chunk in _chunks(small):
                     await conn.execute(self._upsert, (
                         [r.key for r in chunk], [r.value for r in chunk],
                         [r.digest for r in chunk]))
