@@ -29,21 +29,25 @@ type Config struct {
 	LookupMaxWait  time.Duration
 	// NoLookupStream is "lookup_stream": false (lookups as unary calls).
 	NoLookupStream bool
+	// ReadAheadBytes is "read_ahead_bytes" as walrusds.Options takes it: 0 when absent (the
+	// default budget), -1 for 0 (read-ahead off).
+	ReadAheadBytes int64
 }
 
 // Keys the mount and measure wrappers leave in a child's map; they are not ours to check.
 var wrapperKeys = map[string]bool{"type": true, "mountpoint": true, "prefix": true}
 
 var fieldParsers = map[string]func(*Config, any) error{
-	"addresses":       parseAddresses,
-	"dataset":         parseDataset,
-	"tls":             parseTLS,
-	"token_file":      stringField("a path to a file holding the service token", func(c *Config, s string) { c.TokenFile = s }),
-	"timeout":         durationField(func(c *Config, d time.Duration) { c.Timeout = d }),
-	"connect_timeout": durationField(func(c *Config, d time.Duration) { c.ConnectTimeout = d }),
-	"lookup_max_keys": parseLookupMaxKeys,
-	"lookup_max_wait": durationField(func(c *Config, d time.Duration) { c.LookupMaxWait = d }),
-	"lookup_stream":   parseLookupStream,
+	"addresses":        parseAddresses,
+	"dataset":          parseDataset,
+	"tls":              parseTLS,
+	"token_file":       stringField("a path to a file holding the service token", func(c *Config, s string) { c.TokenFile = s }),
+	"timeout":          durationField(func(c *Config, d time.Duration) { c.Timeout = d }),
+	"connect_timeout":  durationField(func(c *Config, d time.Duration) { c.ConnectTimeout = d }),
+	"lookup_max_keys":  parseLookupMaxKeys,
+	"lookup_max_wait":  durationField(func(c *Config, d time.Duration) { c.LookupMaxWait = d }),
+	"lookup_stream":    parseLookupStream,
+	"read_ahead_bytes": parseReadAheadBytes,
 }
 
 // ParseConfig reads a datastore spec entry. Each bad field gives its own line in the error,
@@ -154,6 +158,18 @@ func parseLookupStream(c *Config, v any) error {
 		return errors.New("must be true or false")
 	}
 	c.NoLookupStream = !b
+	return nil
+}
+
+func parseReadAheadBytes(c *Config, v any) error {
+	n, ok := integer(v)
+	if !ok || n < 0 {
+		return errors.New("must be a whole number of bytes (0 turns read-ahead off)")
+	}
+	c.ReadAheadBytes = int64(n)
+	if n == 0 {
+		c.ReadAheadBytes = -1
+	}
 	return nil
 }
 

@@ -26,6 +26,7 @@ func TestParseConfigReadsEveryField(t *testing.T) {
 	spec["lookup_max_keys"] = float64(512)
 	spec["lookup_max_wait"] = "2ms"
 	spec["lookup_stream"] = false
+	spec["read_ahead_bytes"] = float64(8 << 20)
 	c, err := ParseConfig(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -33,8 +34,28 @@ func TestParseConfigReadsEveryField(t *testing.T) {
 	if len(c.Addresses) != 2 || c.Dataset != "kubo-prod" || c.TLS.CAFile != "ca.pem" ||
 		c.TLS.ServerName != "walrusds.internal" || c.TokenFile != "walrusds.token" ||
 		c.Timeout != 45*time.Second || c.ConnectTimeout != 3*time.Second ||
-		c.LookupMaxKeys != 512 || c.LookupMaxWait != 2*time.Millisecond || !c.NoLookupStream {
+		c.LookupMaxKeys != 512 || c.LookupMaxWait != 2*time.Millisecond || !c.NoLookupStream ||
+		c.ReadAheadBytes != 8<<20 {
 		t.Fatalf("parsed %+v", c)
+	}
+}
+
+// TestParseConfigReadAheadBytes: absent keeps the shim's default, 0 turns read-ahead off.
+func TestParseConfigReadAheadBytes(t *testing.T) {
+	for value, want := range map[any]int64{nil: 0, float64(0): -1, float64(1 << 20): 1 << 20} {
+		spec := validSpec()
+		if value != nil {
+			spec["read_ahead_bytes"] = value
+		}
+		c, err := ParseConfig(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts, err := c.Options(t.TempDir())
+		if err != nil || opts.ReadAheadBytes != want {
+			t.Fatalf("read_ahead_bytes %v: Options.ReadAheadBytes = %d, %v; want %d", value,
+				opts.ReadAheadBytes, err, want)
+		}
 	}
 }
 
@@ -63,6 +84,8 @@ func TestParseConfigNamesEachBadField(t *testing.T) {
 		{"lookup_max_keys", 5000.0, "from 1 to 4096"},
 		{"lookup_max_wait", "0s", "positive duration"},
 		{"lookup_stream", "yes", "true or false"},
+		{"read_ahead_bytes", -1.0, "whole number of bytes"},
+		{"read_ahead_bytes", "32MiB", "whole number of bytes"},
 		{"adresses", []any{"unix:/s"}, `unknown field "adresses"`},
 	}
 	for _, tc := range cases {

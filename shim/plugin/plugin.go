@@ -91,6 +91,7 @@ func (c *Config) Options(repoPath string) (walrusds.Options, error) {
 		LookupMaxKeys:  c.LookupMaxKeys,
 		LookupMaxWait:  c.LookupMaxWait,
 		NoLookupStream: c.NoLookupStream,
+		ReadAheadBytes: c.ReadAheadBytes,
 	}
 	if c.TLS != nil {
 		t := *c.TLS

@@ -67,6 +67,9 @@ func (b *batch) Commit(ctx context.Context) error {
 	}
 	sort.Strings(keys)
 	d := b.d
+	if d.ahead != nil {
+		defer d.ahead.invalidateStrings(keys)
+	}
 	if d.ReadOnly() {
 		return d.readOnlyBatch(ctx, keys, ops)
 	}

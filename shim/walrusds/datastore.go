@@ -27,6 +27,7 @@ type Datastore struct {
 	cancel context.CancelFunc
 	sizes  *coalescer // Has and GetSize
 	values *coalescer // Get
+	ahead  *readAhead // nil when disabled or without the "lookup" feature
 
 	closeOnce sync.Once
 
@@ -68,6 +69,9 @@ func Open(ctx context.Context, opts Options) (*Datastore, error) {
 			for _, e := range p.endpoints {
 				e.lookups = newLookupStream(dctx, e.client, d.callOpts)
 			}
+		}
+		if opts.ReadAheadBytes > 0 {
+			d.ahead = newReadAhead(dctx, d.sendLookup, opts.ReadAheadBytes, opts.ReadAheadTTL)
 		}
 	}
 	return d, nil
@@ -126,9 +130,34 @@ func (d *Datastore) checkOpen() error {
 
 func (d *Datastore) isClosed() bool { return d.ctx.Err() != nil }
 
-// Get returns key's value; the bare ds.ErrNotFound when it is absent.
+// Get returns key's value; the bare ds.ErrNotFound when it is absent. A value the read-ahead
+// anticipated comes from its cache; a dag-pb node's children are read ahead in turn.
 func (d *Datastore) Get(ctx context.Context, key ds.Key) ([]byte, error) {
 	k := key.Bytes()
+	if d.ahead == nil {
+		return d.get(ctx, k)
+	}
+	v, ok, err := d.ahead.take(ctx, k)
+	if err != nil {
+		return nil, d.rpcError(ctx, "get", k, err)
+	}
+	if !ok {
+		if v, err = d.get(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	d.ahead.schedule(k, v)
+	return v, nil
+}
+
+// forget drops keys from the read-ahead once a write touched them (whether it succeeded).
+func (d *Datastore) forget(keys ...[]byte) {
+	if d.ahead != nil {
+		d.ahead.invalidate(keys...)
+	}
+}
+
+func (d *Datastore) get(ctx context.Context, k []byte) ([]byte, error) {
 	if d.values == nil {
 		return d.getUnary(ctx, k)
 	}
@@ -251,6 +280,7 @@ func lookupResultError(op string, key []byte, r *pb.LookupResult) error {
 // Put stores value under key. It returns once the value is durable in Postgres.
 func (d *Datastore) Put(ctx context.Context, key ds.Key, value []byte) error {
 	k := key.Bytes()
+	defer d.forget(k)
 	if d.ReadOnly() {
 		return d.readOnlyPut(ctx, k, value)
 	}
@@ -267,6 +297,7 @@ func (d *Datastore) Put(ctx context.Context, key ds.Key, value []byte) error {
 // Delete removes key; deleting a missing key succeeds.
 func (d *Datastore) Delete(ctx context.Context, key ds.Key) error {
 	k := key.Bytes()
+	defer d.forget(k)
 	if d.ReadOnly() {
 		return d.readOnlyDelete(ctx, k)
 	}
@@ -314,6 +345,9 @@ func (d *Datastore) Close() error {
 		if d.sizes != nil {
 			d.sizes.close()
 			d.values.close()
+		}
+		if d.ahead != nil {
+			d.ahead.close()
 		}
 		d.pool.close()
 	})

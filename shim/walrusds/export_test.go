@@ -19,3 +19,21 @@ func LookupTransports(d *Datastore) (stream, unary, opened uint64) {
 	}
 	return d.streamLookups.Load(), d.unaryLookups.Load(), opened
 }
+
+// ReadAheadStats reports d's read-ahead: Lookups it sent, the most bytes it ever held
+// (cached and expected in flight), the bytes of the values it caches now and its running
+// workers. All are zero when read-ahead is disabled.
+func ReadAheadStats(d *Datastore) (lookups uint64, peak, cached int64, workers int) {
+	r := d.ahead
+	if r == nil {
+		return 0, 0, 0, 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.entries {
+		if e.state == raReady {
+			cached += int64(len(e.value))
+		}
+	}
+	return r.lookups.Load(), r.peak.Load(), cached, r.running
+}

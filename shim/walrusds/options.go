@@ -15,6 +15,9 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultLookupMaxKeys  = 256
 	DefaultLookupMaxWait  = time.Millisecond
+	// DefaultReadAheadBytes and DefaultReadAheadTTL bound the DAG read-ahead cache.
+	DefaultReadAheadBytes = 32 << 20
+	DefaultReadAheadTTL   = 10 * time.Second
 	// MaxLookupKeys is the service's default cap on keys per Lookup (limits.max_lookup_keys).
 	MaxLookupKeys = 4096
 	// defaultMaxMessage is used until Info reports the service's own limit: 64 MiB + 64 KiB.
@@ -45,6 +48,15 @@ type Options struct {
 	// LookupStream ("lookup-stream" in Info), which carries them over one long-lived stream
 	// per address at a fraction of a unary call's cost.
 	NoLookupStream bool
+	// ReadAheadBytes bounds the DAG read-ahead (readahead.go): after a Get returns a dag-pb
+	// node with links under a Kubo block key, its children are fetched in the background,
+	// several per Lookup, and held (at most this many bytes, for at most ReadAheadTTL) for
+	// the Gets that follow. Zero means DefaultReadAheadBytes; a negative value disables
+	// read-ahead.
+	ReadAheadBytes int64
+	// ReadAheadTTL is how long a read-ahead value waits for its Get; zero means
+	// DefaultReadAheadTTL.
+	ReadAheadTTL time.Duration
 }
 
 // TLSOptions select the certificates of a TLS connection.
@@ -71,6 +83,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LookupMaxWait <= 0 {
 		o.LookupMaxWait = DefaultLookupMaxWait
+	}
+	if o.ReadAheadBytes == 0 {
+		o.ReadAheadBytes = DefaultReadAheadBytes
+	}
+	if o.ReadAheadTTL <= 0 {
+		o.ReadAheadTTL = DefaultReadAheadTTL
 	}
 	return o
 }

@@ -34,6 +34,7 @@ type config struct {
 	lo, hi, conc                int
 	duration, lookupWait        time.Duration
 	noStream                    bool
+	readAhead                   int64
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "lookup: how long to measure")
 	flag.DurationVar(&c.lookupWait, "lookup-wait", 0, "Options.LookupMaxWait (0: the shim's default)")
 	flag.BoolVar(&c.noStream, "no-stream", false, "Options.NoLookupStream: unary Lookups even when the service offers LookupStream")
+	flag.Int64Var(&c.readAhead, "read-ahead", 0, "Options.ReadAheadBytes: DAG read-ahead budget (0: the shim's default; negative: off)")
 	flag.Parse()
 	out, err := run(c)
 	if err != nil {
@@ -65,7 +67,7 @@ func main() {
 func run(c config) (map[string]any, error) {
 	ctx := context.Background()
 	d, err := walrusds.Open(ctx, walrusds.Options{Addresses: []string{c.addr},
-		LookupMaxWait: c.lookupWait, NoLookupStream: c.noStream})
+		LookupMaxWait: c.lookupWait, NoLookupStream: c.noStream, ReadAheadBytes: c.readAhead})
 	if err != nil {
 		return nil, err
 	}

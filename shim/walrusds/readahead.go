@@ -1,0 +1,428 @@
+package walrusds
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/datastore/dshelp"
+	mdpb "github.com/ipfs/boxo/ipld/merkledag/pb"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	mh "github.com/multiformats/go-multihash"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/walrusds/walrusds/shim/gen/walrusdsv1"
+)
+
+// DAG read-ahead. Kubo's `ipfs cat` walks a file's DAG and asks the blockstore for one block
+// at a time, so each block would cost one Lookup round trip, while the service answers a
+// Lookup of many keys far more cheaply per key. When a Get returns a dag-pb node with links
+// under a Kubo block key, the children's keys are fetched in the background, in link order,
+// with GET-mode Lookups of up to readAheadKeys keys (or readAheadBatchBytes expected bytes),
+// at most readAheadInflight at once. Their values wait in a cache bounded by
+// Options.ReadAheadBytes (fetches in flight count at their expected size) for up to
+// Options.ReadAheadTTL; the Get that each one anticipated takes it out. A Get of a key whose
+// fetch is in flight waits for it. Put, Delete and Batch commits drop the keys they touch,
+// cached or in flight; Has and GetSize never use the cache.
+const (
+	readAheadKeys       = 8
+	readAheadBatchBytes = 2 << 20
+	readAheadInflight   = 2
+	// maxBlockSize: a link whose Tsize is larger points to an intermediate node, whose own
+	// size the parent does not tell; it is counted as intermediateGuess until it arrives.
+	maxBlockSize      = 2 << 20
+	intermediateGuess = 16 << 10
+	// dagPBLinksTag starts every canonical dag-pb node that has links (field 2, bytes).
+	dagPBLinksTag = 0x12
+)
+
+type raState int
+
+const (
+	raQueued   raState = iota // waiting for a worker
+	raInflight                // in a Lookup; Gets wait for it
+	raReady                   // cached
+	raDropped                 // taken out of the map: whatever arrives is discarded
+)
+
+type raEntry struct {
+	key      string
+	state    raState
+	want     int   // Gets still anticipated (a block linked twice is read twice)
+	expected int64 // bytes counted in flight
+	value    []byte
+	expires  time.Time
+	done     chan struct{} // closed when the fetch ends, whatever its outcome
+}
+
+type readAhead struct {
+	send   lookupFunc
+	ctx    context.Context // the datastore's: cancelled by Close
+	budget int64
+	ttl    time.Duration
+
+	mu      sync.Mutex
+	entries map[string]*raEntry // queued, in flight or ready
+	groups  [][]*raEntry        // queued entries, one group per parent; the newest goes first
+	expiry  []*raEntry          // ready entries in the order they expire
+	used    int64               // ready bytes + expected bytes in flight
+	space   chan struct{}       // closed (and replaced) when bytes are released
+	running int
+	closed  bool
+	wg      sync.WaitGroup
+
+	lookups atomic.Uint64 // read-ahead Lookups sent, for tests
+	peak    atomic.Int64  // most bytes ever held, for tests
+}
+
+func newReadAhead(ctx context.Context, send lookupFunc, budget int64, ttl time.Duration) *readAhead {
+	return &readAhead{send: send, ctx: ctx, budget: budget, ttl: ttl,
+		entries: map[string]*raEntry{}, space: make(chan struct{})}
+}
+
+// take returns key's value when a read-ahead anticipated it, waiting for a fetch in flight.
+// ok is false when the caller must ask the service itself; err is only ctx's.
+func (r *readAhead) take(ctx context.Context, key []byte) (value []byte, ok bool, err error) {
+	k := string(key)
+	r.mu.Lock()
+	if len(r.entries) == 0 {
+		r.mu.Unlock()
+		return nil, false, nil
+	}
+	r.expireLocked(time.Now())
+	e := r.entries[k]
+	if e == nil {
+		r.mu.Unlock()
+		return nil, false, nil
+	}
+	switch e.state {
+	case raQueued: // not sent yet: the caller's own Lookup is as fast, and saves the budget
+		r.dropLocked(e)
+		r.mu.Unlock()
+		return nil, false, nil
+	case raInflight:
+		r.mu.Unlock()
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		r.mu.Lock()
+		if r.entries[k] != e || e.state != raReady {
+			r.mu.Unlock()
+			return nil, false, nil // not found, failed, over budget or invalidated
+		}
+	}
+	value = e.value
+	e.want--
+	if e.want <= 0 {
+		r.dropLocked(e)
+	} else {
+		value = append([]byte(nil), value...) // later readers share the cached slice
+	}
+	r.mu.Unlock()
+	return value, true, nil
+}
+
+// invalidate drops keys written or deleted through this datastore: a cached value is
+// forgotten, a fetch in flight is discarded when it returns, a queued one is not sent.
+func (r *readAhead) invalidate(keys ...[]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		if e := r.entries[string(k)]; e != nil {
+			r.dropLocked(e)
+		}
+	}
+}
+
+// invalidateStrings is invalidate for a batch's keys.
+func (r *readAhead) invalidateStrings(keys []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.entries) == 0 {
+		return
+	}
+	for _, k := range keys {
+		if e := r.entries[k]; e != nil {
+			r.dropLocked(e)
+		}
+	}
+}
+
+// dropLocked removes e from the map and releases its bytes. A queued entry stays in its group
+// (workers skip dropped entries); one in flight releases its bytes when its Lookup returns.
+func (r *readAhead) dropLocked(e *raEntry) {
+	if r.entries[e.key] == e {
+		delete(r.entries, e.key)
+	}
+	if e.state == raReady {
+		r.releaseLocked(int64(len(e.value)))
+		e.value = nil
+	}
+	if e.state != raInflight {
+		e.state = raDropped
+		return
+	}
+	e.state = raDropped
+	// in flight: fetch sees raDropped, releases e.expected and closes done
+}
+
+func (r *readAhead) releaseLocked(n int64) {
+	if n <= 0 {
+		return
+	}
+	r.used -= n
+	close(r.space)
+	r.space = make(chan struct{})
+}
+
+// schedule queues the children of value when key is a Kubo block key and value a dag-pb node
+// with links. It costs one byte comparison for anything else.
+func (r *readAhead) schedule(key, value []byte) {
+	if len(value) == 0 || value[0] != dagPBLinksTag {
+		return
+	}
+	k := string(key)
+	cut := strings.LastIndexByte(k, '/')
+	if cut < 0 || !isBlockKey(k[cut:]) {
+		return
+	}
+	var node mdpb.PBNode
+	if err := proto.Unmarshal(value, &node); err != nil || len(node.Links) == 0 {
+		return
+	}
+	prefix := k[:cut]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	var group []*raEntry
+	for _, l := range node.Links {
+		c, err := cid.Cast(l.Hash)
+		if err != nil || c.Prefix().MhType == mh.IDENTITY { // inlined: never stored
+			continue
+		}
+		ck := prefix + dshelp.MultihashToDsKey(c.Hash()).String()
+		if e := r.entries[ck]; e != nil {
+			e.want++
+			continue
+		}
+		e := &raEntry{key: ck, want: 1, expected: expectedSize(l.GetTsize())}
+		r.entries[ck] = e
+		group = append(group, e)
+	}
+	if len(group) == 0 {
+		return
+	}
+	r.groups = append(r.groups, group)
+	// A new worker's first batch is taken here, so the Get that the caller makes next (of
+	// the first child, most likely) finds it in flight and waits for it.
+	for r.running < readAheadInflight {
+		var first []*raEntry
+		if e := r.peekLocked(); e == nil {
+			break
+		} else if r.used+e.expected <= r.budget {
+			first = r.takeBatchLocked()
+		}
+		r.running++
+		r.wg.Add(1)
+		go r.worker(first)
+	}
+}
+
+// isBlockKey reports whether component ("/CIQ...") is a multihash in dshelp's key form.
+func isBlockKey(component string) bool {
+	if len(component) < 8 {
+		return false
+	}
+	b, err := dshelp.BinaryFromDsKey(ds.RawKey(component))
+	if err != nil {
+		return false
+	}
+	_, err = mh.Cast(b)
+	return err == nil
+}
+
+func expectedSize(tsize uint64) int64 {
+	if tsize == 0 || tsize > maxBlockSize {
+		return intermediateGuess
+	}
+	return int64(tsize)
+}
+
+func (r *readAhead) worker(batch []*raEntry) {
+	defer r.wg.Done()
+	for {
+		if batch != nil {
+			r.fetch(batch)
+		}
+		if batch = r.nextBatch(); batch == nil {
+			return
+		}
+	}
+}
+
+// nextBatch takes the next queued keys once the budget has room for them, marking them in
+// flight. It returns nil (and counts the worker out) when nothing is queued, on Close, or
+// when no room was made within the TTL (nobody reads what is cached: the queue is dropped).
+func (r *readAhead) nextBatch() []*raEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var deadline time.Time
+	for {
+		r.expireLocked(time.Now())
+		first := r.peekLocked()
+		if first == nil || r.closed || r.ctx.Err() != nil {
+			r.running--
+			return nil
+		}
+		if first.expected > r.budget { // can never fit
+			r.dropLocked(first)
+			continue
+		}
+		if r.used+first.expected <= r.budget {
+			return r.takeBatchLocked()
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(r.ttl)
+		} else if !now.Before(deadline) {
+			log.Debugf("read-ahead: nothing read from the cache for %v; dropping the queue", r.ttl)
+			for _, g := range r.groups {
+				for _, e := range g {
+					r.dropLocked(e)
+				}
+			}
+			r.groups = nil
+			r.running--
+			return nil
+		}
+		wake := deadline
+		if len(r.expiry) > 0 && r.expiry[0].expires.Before(wake) {
+			wake = r.expiry[0].expires
+		}
+		space := r.space
+		r.mu.Unlock()
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-space:
+		case <-t.C:
+		case <-r.ctx.Done():
+		}
+		t.Stop()
+		r.mu.Lock()
+	}
+}
+
+// peekLocked returns the first queued entry, discarding dropped ones and empty groups.
+func (r *readAhead) peekLocked() *raEntry {
+	for len(r.groups) > 0 {
+		g := r.groups[len(r.groups)-1]
+		for len(g) > 0 && g[0].state != raQueued {
+			g = g[1:]
+		}
+		if len(g) > 0 {
+			r.groups[len(r.groups)-1] = g
+			return g[0]
+		}
+		r.groups = r.groups[:len(r.groups)-1]
+	}
+	return nil
+}
+
+func (r *readAhead) takeBatchLocked() []*raEntry {
+	var batch []*raEntry
+	var bytes int64
+	for len(batch) < readAheadKeys && bytes < readAheadBatchBytes {
+		e := r.peekLocked()
+		if e == nil || r.used+e.expected > r.budget {
+			break
+		}
+		g := r.groups[len(r.groups)-1]
+		r.groups[len(r.groups)-1] = g[1:]
+		e.state = raInflight
+		e.done = make(chan struct{})
+		r.used += e.expected
+		bytes += e.expected
+		batch = append(batch, e)
+	}
+	r.notePeakLocked()
+	return batch
+}
+
+// fetch sends one Lookup for batch and caches what it finds, as far as the budget allows.
+// Errors are only logged: the Gets that wait for these keys then ask the service themselves.
+func (r *readAhead) fetch(batch []*raEntry) {
+	keys := make([][]byte, len(batch))
+	for i, e := range batch {
+		keys[i] = []byte(e.key)
+	}
+	r.lookups.Add(1)
+	results, err := r.send(r.ctx, pb.LookupMode_LOOKUP_MODE_GET, keys)
+	if err != nil {
+		log.Debugf("read-ahead of %d keys: %v", len(keys), err)
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, e := range batch {
+		r.releaseLocked(e.expected)
+		keep := err == nil && e.state == raInflight && !r.closed &&
+			results[i].GetStatus() == pb.LookupStatus_LOOKUP_STATUS_FOUND
+		var v []byte
+		if keep {
+			if v = results[i].GetValue(); v == nil {
+				v = []byte{}
+			}
+			keep = r.used+int64(len(v)) <= r.budget
+		}
+		if keep {
+			e.value, e.state, e.expires = v, raReady, now.Add(r.ttl)
+			r.used += int64(len(v))
+			r.expiry = append(r.expiry, e)
+		} else {
+			r.dropLocked(e)
+		}
+		close(e.done)
+	}
+	r.notePeakLocked()
+}
+
+// expireLocked drops the cached values whose TTL has passed.
+func (r *readAhead) expireLocked(now time.Time) {
+	n := 0
+	for n < len(r.expiry) && (r.expiry[n].state != raReady || !now.Before(r.expiry[n].expires)) {
+		if e := r.expiry[n]; e.state == raReady {
+			r.dropLocked(e)
+		}
+		n++
+	}
+	r.expiry = r.expiry[n:] // append reallocates (dropping this head) as the slice grows
+}
+
+func (r *readAhead) notePeakLocked() {
+	if r.used > r.peak.Load() {
+		r.peak.Store(r.used)
+	}
+}
+
+// close stops the workers (the datastore's context is already cancelled) and waits for them.
+func (r *readAhead) close() {
+	r.mu.Lock()
+	r.closed = true
+	close(r.space)
+	r.space = make(chan struct{})
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.mu.Lock()
+	for _, e := range r.entries {
+		r.dropLocked(e)
+	}
+	r.groups, r.expiry = nil, nil
+	r.mu.Unlock()
+}
