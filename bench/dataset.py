@@ -4,7 +4,7 @@ Inserting millions of rows through the service would measure ingest, not lookups
 under prefix ``P`` has the key ``P || hex(sha256(int8send(i)))`` (a 64-character block-like
 name; shim/cmd/walrusds-bench and bench/pyclient.py compute the same key), a 256 KiB size, a
 digest, and a place in one stored pack, as a flushed entry has. The rows are inserted in key
-order with triggers off (the per-row pack counters are set once at the end), which is what
+order with triggers off (the pack live counters are set once at the end), which is what
 makes 10M rows take minutes instead of an hour.
 """
 
@@ -41,7 +41,7 @@ def generate(dsn: str, prefix: str, lo: int, hi: int, chunk: int = 1_000_000) ->
     start = time.monotonic()
     with psycopg.connect(dsn, autocommit=True) as conn:
         pack = generated_pack(conn)
-        conn.execute("SET session_replication_role = replica")  # skip the per-row triggers
+        conn.execute("SET session_replication_role = replica")  # skip the live-counter triggers
         conn.execute("SET synchronous_commit = off")
         for first in range(lo, hi, chunk):
             last = min(first + chunk, hi)

@@ -48,7 +48,7 @@ async def test_reindex_after_truncate_restores_every_key(rig: Rig, sql: SQL) -> 
     assert (t["restored"], t["inserted"], t["kept"], t["skipped"], t["packs_created"]) == (
         3, 30, 0, 0, 0)
     assert report.exit_code == 0
-    # TRUNCATE fires no row trigger: the stale live counters were recounted, not doubled
+    # TRUNCATE fires no trigger: the stale live counters were recounted, not doubled
     assert t["counters_fixed"] == 3
     assert counters(sql) == before
     assert sql("SELECT count(*) FROM {s}.packs") == packs

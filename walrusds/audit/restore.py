@@ -11,7 +11,7 @@ What the transaction does, in this order (``walrusds.migrations`` 0001 explains 
    may be newer, is never overwritten;
 4. recompute ``live_bytes``/``live_entries`` of those pack rows from their entries. The insert
    triggers already count what this transaction adds, but a ``TRUNCATE entries`` (the disaster
-   reindex is for) fires no row trigger and leaves the old counts behind: counting once makes
+   reindex is for) fires no trigger and leaves the old counts behind: counting once makes
    them right whatever happened before, and a second run finds nothing to change.
 
 An entry row satisfies the table's CHECKs by construction: packed (``value`` NULL, ``pack_id``
