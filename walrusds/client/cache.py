@@ -41,10 +41,6 @@ class BlobCache:
         if self._lru is not None:
             self._lru.pop(blob_id, None)
 
-    def pending(self, blob_id: str) -> asyncio.Future[bytes] | None:
-        """The download of the whole blob in progress, if any."""
-        return self._inflight.get(blob_id)
-
     @property
     def size(self) -> int:
         return 0 if self._lru is None else int(self._lru.currsize)

@@ -8,8 +8,9 @@ Reads ask for exactly ``(offset, length)`` with a single-range ``Range`` header 
 ``206``'s ``Content-Range`` and length. An aggregator that ignores ``Range`` answers ``200`` with
 the whole blob: it is sliced, and kept in the byte-bounded cache so the pack's other entries
 cost nothing more. Whole blobs read on purpose (``read_blob``: the reader's pack prefetch) land
-in the same cache, and a ranged read of a blob whose whole download is in progress waits for
-it. Nothing here trusts the bytes: the reader verifies every entry.
+in the same cache. A ranged read of a blob whose whole download is in progress does not wait
+for it: on the emulator, waiting made 32 concurrent random readers a quarter slower. Nothing
+here trusts the bytes: the reader verifies every entry.
 
 Each attempt at one endpoint is reported to an optional :class:`HttpObserver` as (operation,
 outcome, seconds), so metrics can count requests without this module knowing about them.
@@ -17,7 +18,6 @@ outcome, seconds), so metrics can count requests without this module knowing abo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -171,16 +171,6 @@ class HttpBlobStore:
         cached = self.cache.get(blob_id)
         if cached is not None:
             return _slice(cached, offset, length, "a cached blob")
-        pending = self.cache.pending(blob_id)
-        if pending is not None:
-            # The whole blob is on its way (a prefetch): wait for it rather than ask twice.
-            try:
-                whole = await asyncio.shield(pending)
-            except WalrusError:
-                pass  # that download failed; this range is read on its own below
-            else:
-                return _slice(whole, offset, length, "the blob read whole")
-
         async def at(endpoint: Endpoint) -> bytes:
             return await self._range_at(endpoint, blob_id, offset, length)
 
