@@ -28,8 +28,8 @@ import (
 // fetch is in flight waits for it. Put, Delete and Batch commits drop the keys they touch,
 // cached or in flight; Has and GetSize never use the cache.
 const (
-	readAheadKeys       = 8
-	readAheadBatchBytes = 2 << 20
+	readAheadKeys       = 16
+	readAheadBatchBytes = 4 << 20
 	readAheadInflight   = 2
 	// maxBlockSize: a link whose Tsize is larger points to an intermediate node, whose own
 	// size the parent does not tell; it is counted as intermediateGuess until it arrives.
