@@ -116,9 +116,13 @@ def scale_point(stack: Stack, sz: Size, gen: str, n: int, prefix: str) -> dict[s
 
 
 def ingest(stack: Stack, sz: Size) -> dict[str, Any]:
+    """Per value size: staging alone (flusher off: the like-for-like figure against the
+    staging ceiling), then the shim again with the flusher packing at the size trigger (it
+    starts with nothing staged)."""
     out: dict[str, Any] = {}
     for size in sz.value_sizes:
         count = max(64, sz.ingest_bytes // size)
+        stack.start_service(pack_flush="false", **SERVICE_LEVEL)
         log(f"go ingest {count} x {size}")
         out[f"go_{size}"] = gobench.run(stack.address, "ingest", prefix=f"/ingest/go{size}",
                                         size=size, count=count, writers=4, batch=64)
@@ -128,6 +132,14 @@ def ingest(stack: Stack, sz: Size) -> dict[str, Any]:
             batch=64))
         log(f"postgres staging ceiling {size}")
         out[f"ceiling_{size}"] = ceilings.pg_staging(stack.dsn, size, sz.ingest_bytes)
+        stack.start_service(pack_idle="0.5", pack_interval="0.5", pack_max_age="1")
+        timed("packing the staged backlog", lambda: wait_packed(stack.dsn))
+        stack.start_service(**SERVICE_LEVEL)
+        log(f"go ingest {count} x {size} while packing")
+        out[f"go_packing_{size}"] = gobench.run(
+            stack.address, "ingest", prefix=f"/ingest/gopack{size}", size=size, count=count,
+            writers=4, batch=64)
+    stack.start_service(**SERVICE_LEVEL)
     return out
 
 
