@@ -68,7 +68,10 @@ def nodes(_pg_reachable: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tmp = tmp_path_factory.mktemp("kubo")
     os.chmod(tmp, 0o711)  # the unprivileged PostgreSQL user must traverse it as root
     config = tmp / "walrusds-a.toml"
-    config.write_text("[pack]\ntarget_size = 4194304\nidle = 1.0\n")
+    # No pack prefetch: the corruption test corrupts a stored blob and needs Kubo's reads to
+    # reach the emulator; a pack read whole by an earlier test would be served from the cache.
+    config.write_text("[pack]\ntarget_size = 4194304\nidle = 1.0\n"
+                      "[walrus]\nprefetch_reads = 0\n")
     service_a, up_info = up(tmp / "walrusds-a", config)
     service_b: Service | None = None
     try:
