@@ -139,7 +139,6 @@ def ingest(stack: Stack, sz: Size) -> dict[str, Any]:
         out[f"go_packing_{size}"] = gobench.run(
             stack.address, "ingest", prefix=f"/ingest/gopack{size}", size=size, count=count,
             writers=4, batch=64)
-    stack.start_service(**SERVICE_LEVEL)
     return out
 
 
