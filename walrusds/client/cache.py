@@ -1,7 +1,8 @@
 """A byte-bounded LRU of whole blobs, with one download per blob at a time.
 
-Used when an aggregator ignores ``Range`` (older aggregators answer 200 with the whole blob):
-the whole pack is kept so the next entries of the same pack cost no further download. Blobs
+Holds packs read whole on purpose (the reader's pack prefetch, :mod:`walrusds.prefetch`) and
+packs an aggregator sent whole because it ignores ``Range`` (older aggregators answer 200 with
+the whole blob): the next entries of the same pack cost no further download. Blobs
 larger than the whole budget are never cached. Concurrent misses for one blob share a single
 fetch ("single flight") instead of downloading the same 64 MiB pack once per caller.
 """
