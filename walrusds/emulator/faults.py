@@ -15,12 +15,12 @@ This module has no HTTP in it: the specs travel as JSON between :mod:`walrusds.e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
+
+from walrusds.emulator.sleeps import Sleeps
 
 __all__ = [
     "READ_KINDS",
@@ -192,7 +192,7 @@ class FaultBook:
         self._rules: list[_Rule] = []
         self._next_id = 1
         self._rng = random.Random(seed)
-        self._release = asyncio.Event()
+        self._delays = Sleeps()
 
     @property
     def rng(self) -> random.Random:
@@ -218,8 +218,7 @@ class FaultBook:
 
     def release_delays(self) -> None:
         """End every pending :meth:`wait` now (used by ``clear`` and at shutdown)."""
-        self._release.set()
-        self._release = asyncio.Event()
+        self._delays.release()
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"id": r.id, "spec": r.spec.to_json(), "remaining": r.remaining,
@@ -261,7 +260,4 @@ class FaultBook:
 
     async def wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``; return early when the faults are cleared."""
-        release = self._release
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):  # wait_for may swallow a cancel on 3.11
-                await release.wait()
+        await self._delays.sleep(seconds)
