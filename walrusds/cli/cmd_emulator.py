@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from walrusds.cli.common import run_async
 from walrusds.emulator.config import DEFAULT_MAX_BODY_SIZE, EmulatorConfig
+from walrusds.emulator.network import NetworkProfile, parse_bandwidth, parse_latency
 from walrusds.emulator.runner import is_loopback, start_emulator
 from walrusds.errors import ConfigError
 
@@ -40,6 +42,15 @@ def register(sub: Any) -> None:
                    help="epoch of a fresh emulator (a saved --data-dir state wins; default: 1)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of probabilistic faults (default: unpredictable)")
+    p.add_argument("--latency", default=None, metavar="TIME",
+                   help="distant-network profile: time to first byte added to every publisher "
+                   "and aggregator answer, e.g. 100ms or 0.1s (default: none)")
+    p.add_argument("--bandwidth", default=None, metavar="RATE",
+                   help="distant-network profile: bytes/s of the whole link, shared by all "
+                   "connections, each way, e.g. 200MB/s or 64MiB/s (default: no cap)")
+    p.add_argument("--connection-bandwidth", default=None, metavar="RATE",
+                   help="distant-network profile: bytes/s of one connection, each way, "
+                   "e.g. 50MB/s (default: no cap)")
     p.add_argument("--public", action="store_true",
                    help="allow a non-loopback --listen address (anyone who can reach it can "
                    "inject faults and wipe the data)")
@@ -54,15 +65,34 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_network(args: argparse.Namespace) -> NetworkProfile:
+    """The profile the network options ask for; ConfigError names a bad option."""
+    def option(name: str, text: str | None, parse: Callable[[str], float]) -> float | None:
+        try:
+            return None if text is None else parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    latency = option("--latency", args.latency, parse_latency)
+    return NetworkProfile(
+        latency=latency or 0.0,
+        bandwidth=option("--bandwidth", args.bandwidth, parse_bandwidth),
+        connection_bandwidth=option("--connection-bandwidth", args.connection_bandwidth,
+                                    parse_bandwidth))
+
+
 def run(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
     if not is_loopback(host) and not args.public:
         raise ConfigError(f"refusing to listen on {host!r}: the emulator has no authentication; "
                           "use a loopback address or pass --public")
+    network = parse_network(args)
     try:
         config = EmulatorConfig(max_body_size=args.max_body_size, data_dir=args.data_dir,
                                 epoch_seconds=args.epoch_seconds, start_epoch=args.start_epoch,
-                                seed=args.seed)
+                                seed=args.seed, latency=network.latency,
+                                bandwidth=network.bandwidth,
+                                connection_bandwidth=network.connection_bandwidth)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -85,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"walrusds emulator: serving Walrus publisher and aggregator at "
                       f"{running.url} (epoch {running.emulator.state.epoch}, {where}; "
                       f"control at {running.url}/_emulator/state)", flush=True)
+                if network != NetworkProfile():
+                    print(f"walrusds emulator: distant network: {network.describe()}",
+                          flush=True)
                 await stop.wait()
             finally:
                 await running.stop()

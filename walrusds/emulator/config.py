@@ -7,6 +7,7 @@ from pathlib import Path
 
 from walrusds.costs import DEFAULT_N_SHARDS
 from walrusds.emulator.clock import MAX_EPOCHS_AHEAD
+from walrusds.emulator.network import NetworkProfile
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "EmulatorConfig"]
 
@@ -42,6 +43,12 @@ class EmulatorConfig:
     certified_epoch_null: bool = True
     #: Seed of the random draws of probabilistic faults (None: unpredictable).
     seed: int | None = None
+    #: Seconds added to the time to first byte of every publisher and aggregator answer.
+    latency: float = 0.0
+    #: Bytes/s of the whole link, shared by all connections, per direction (None: no cap).
+    bandwidth: float | None = None
+    #: Bytes/s of one connection (one answer or upload), per direction (None: no cap).
+    connection_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is not None:  # accept a str too
@@ -57,3 +64,10 @@ class EmulatorConfig:
             raise ValueError("epoch_seconds must be positive")
         if self.max_epochs_ahead < 1:
             raise ValueError("max_epochs_ahead must be positive")
+        _ = self.network  # refuses a bad latency or bandwidth now, not when serving
+
+    @property
+    def network(self) -> NetworkProfile:
+        """The distant-network profile these settings start with."""
+        return NetworkProfile(latency=self.latency, bandwidth=self.bandwidth,
+                              connection_bandwidth=self.connection_bandwidth)

@@ -14,12 +14,21 @@ surface's message. This module only speaks HTTP; in-process tests may use
 
 from __future__ import annotations
 
+from enum import Enum
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
-__all__ = ["ControlError", "EmulatorControl"]
+__all__ = ["KEEP", "ControlError", "EmulatorControl"]
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+#: ``set_network``'s default for a field it leaves as it is (None means "no cap" there).
+KEEP: Final = _Keep.KEEP
 
 
 class ControlError(RuntimeError):
@@ -136,3 +145,22 @@ class EmulatorControl:
 
     async def set_max_body_size(self, size: int) -> None:
         await self._call("PUT", "/limits", {"max_body_size": size})
+
+    # -- network profile ---------------------------------------------------------------------
+
+    async def network(self) -> dict[str, Any]:
+        """``{"latency": s, "bandwidth": bytes/s | None, "connection_bandwidth": ...}``."""
+        return dict(await self._call("GET", "/network"))
+
+    async def set_network(self, *, latency: float | _Keep = KEEP,
+                          bandwidth: float | _Keep | None = KEEP,
+                          connection_bandwidth: float | _Keep | None = KEEP) -> dict[str, Any]:
+        """Change the given fields of the profile (None: no cap); the new profile.
+
+        New answers follow it at once; the link cap (``bandwidth``) also applies at once to
+        bodies already on their way.
+        """
+        fields = {"latency": latency, "bandwidth": bandwidth,
+                  "connection_bandwidth": connection_bandwidth}
+        changes = {name: value for name, value in fields.items() if value is not KEEP}
+        return dict(await self._call("POST", "/network", changes))

@@ -18,6 +18,9 @@ POST     /_emulator/blobs/{blob_id}/corrupt      ``{"offset": O, "mask": 1}``: X
 PUT      /_emulator/objects/{id}/attributes      ``{"content-type": "..."}``: by-object-id headers
 POST     /_emulator/wipe                         ``{"reset_epoch": false}``: a Testnet wipe
 GET/PUT  /_emulator/limits                       ``{"max_body_size": N}``
+GET      /_emulator/network                      → ``{"latency", "bandwidth",
+                                                 "connection_bandwidth"}``
+POST     /_emulator/network                      any of those fields: change the profile
 =======  ======================================  ===========================================
 
 Errors are JSON ``{"error": "..."}`` with 400 (bad request) or 404 (unknown blob, object or
@@ -87,7 +90,8 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 async def _state(request: web.Request, emu: Emulator) -> web.Response:
     return _ok(dict(emu.state.snapshot(), faults=emu.faults.describe(),
-                    max_body_size=emu.max_body_size, counters=emu.counters_json()))
+                    max_body_size=emu.max_body_size, counters=emu.counters_json(),
+                    network=emu.network.profile.to_json()))
 
 
 async def _get_epoch(request: web.Request, emu: Emulator) -> web.Response:
@@ -200,6 +204,15 @@ async def _set_limits(request: web.Request, emu: Emulator) -> web.Response:
     return _ok({"max_body_size": emu.max_body_size})
 
 
+async def _get_network(request: web.Request, emu: Emulator) -> web.Response:
+    return _ok(emu.network.profile.to_json())
+
+
+async def _set_network(request: web.Request, emu: Emulator) -> web.Response:
+    emu.network.set(emu.network.profile.updated(await _json_object(request)))
+    return _ok(emu.network.profile.to_json())
+
+
 def add_routes(app: web.Application) -> None:
     """Register the control surface on ``app`` (the route names all start with ``control``)."""
     table: list[tuple[str, str, Route]] = [
@@ -219,6 +232,8 @@ def add_routes(app: web.Application) -> None:
         ("POST", "/wipe", _wipe),
         ("GET", "/limits", _get_limits),
         ("PUT", "/limits", _set_limits),
+        ("GET", "/network", _get_network),
+        ("POST", "/network", _set_network),
     ]
     for method, path, route in table:
         app.router.add_route(method, CONTROL_PREFIX + path, _handler(route))

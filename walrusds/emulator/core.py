@@ -15,6 +15,7 @@ from aiohttp import web
 
 from walrusds.emulator.config import EmulatorConfig
 from walrusds.emulator.faults import FaultBook
+from walrusds.emulator.shaping import Network
 from walrusds.emulator.state import WalrusState
 
 __all__ = ["EMULATOR", "SERVICE_OF_ROUTE", "Emulator", "Gate"]
@@ -54,6 +55,8 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.state = WalrusState(self.config)
         self.faults = FaultBook(self.config.seed)
+        #: The distant-network profile in force; the control surface may change it.
+        self.network = Network(self.config.network)
         #: The publisher's current ``--max-body-size``; the control surface may change it.
         self.max_body_size = self.config.max_body_size
         self.counters: Counter[str] = Counter()
@@ -93,9 +96,14 @@ class Emulator:
             raise ValueError("max_body_size must be positive")
         self.max_body_size = size
 
-    async def close(self) -> None:
-        """Release pending fault delays and save the state (called when the server stops)."""
+    def release_waits(self) -> None:
+        """End pending fault delays and latencies, stop pacing bodies (shutdown is near)."""
         self.faults.release_delays()
+        self.network.stop()
+
+    async def close(self) -> None:
+        """Release pending waits and save the state (called when the server stops)."""
+        self.release_waits()
         await self.state.save()
 
 

@@ -97,6 +97,7 @@ async def _early_fault(request: web.Request, emu: Emulator, route: str,
     if fault.kind is FaultKind.DELAY:
         await emu.faults.wait(fault.delay)
     elif fault.kind is FaultKind.RESET:
+        await emu.network.first_byte()
         return drop_connection(request)
     return None
 
@@ -151,7 +152,7 @@ async def _truncated(request: web.Request, answer: _Answer, headers: dict[str, s
     response.content_length = len(body)
     await response.prepare(request)
     if keep:
-        await response.write(body[:keep])
+        await request.app[EMULATOR].network.deliver(body[:keep], response.write)
     abort_connection(request)
     return response
 

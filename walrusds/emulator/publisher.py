@@ -23,6 +23,7 @@ from walrusds.emulator.httputil import (
     strict_query,
 )
 from walrusds.emulator.ids import fake_blob_id, is_sui_address
+from walrusds.emulator.shaping import CHUNK, Direction, Network
 from walrusds.emulator.state import StoreParams
 
 __all__ = ["STORE_QUERY_KEYS", "put_blob"]
@@ -59,17 +60,22 @@ def parse_store_query(request: web.Request) -> tuple[StoreParams, bool]:
     return params, parse_bool("deletable", query.get("deletable"))
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | None:
+async def read_body(request: web.Request, limit: int, network: Network) -> bytes | None:
     """The request body, or None when it is longer than ``limit`` bytes.
 
     An oversized body is still read to its end (and dropped) before the 413 goes out: a client
     that is still sending when the server closes would see a broken pipe instead of the 413,
-    and the 413 is what a client must learn from (it says "split the upload").
+    and the 413 is what a client must learn from (it says "split the upload"). Every chunk
+    is taken at the network's pace when a bandwidth cap applies.
     """
     chunks: list[bytes] = []
     total = 0
     too_large = request.content_length is not None and request.content_length > limit
-    async for chunk in request.content.iter_chunked(1 << 16):
+    transfer = network.transfer(Direction.UP)
+    size = CHUNK if transfer is None else transfer.chunk_size
+    async for chunk in request.content.iter_chunked(size):
+        if transfer is not None:
+            await transfer.pace(len(chunk))
         total += len(chunk)
         if total > limit:
             too_large = True
@@ -85,7 +91,7 @@ async def put_blob(request: web.Request) -> web.StreamResponse:
         params, deletable = parse_store_query(request)
     except QueryError as exc:
         return exc.response()
-    data = await read_body(request, emu.max_body_size)
+    data = await read_body(request, emu.max_body_size, emu.network)
     if data is None:
         return respond(bodies.body_too_large())
     if deletable and params.permanent:
@@ -103,6 +109,7 @@ async def put_blob(request: web.Request) -> web.StreamResponse:
     stale = fault is not None and fault.kind is FaultKind.STALE_CERTIFIED
     result = await emu.state.store(blob_id, data, params, stale=stale)
     if fault is not None and fault.kind is FaultKind.RESET_AFTER_STORE:
+        await emu.network.first_byte()
         return drop_connection(request)
     if fault is not None and fault.kind is FaultKind.DELAY_AFTER_STORE:
         await emu.faults.wait(fault.delay)
@@ -120,6 +127,7 @@ async def _apply_fault_before_store(request: web.Request, emu: Emulator, fault: 
         await emu.faults.wait(fault.delay)
         return None
     if kind is FaultKind.RESET:
+        await emu.network.first_byte()
         return drop_connection(request)
     if kind is FaultKind.ERROR_200:
         return respond(bodies.json_body(200, bodies.store_error(

@@ -41,8 +41,8 @@ class RunningEmulator:
         if self._stopped:
             return
         self._stopped = True
-        # Delays would otherwise hold shutdown for their full length.
-        self.emulator.faults.release_delays()
+        # Delays, latencies and paced bodies would otherwise hold shutdown for their full length.
+        self.emulator.release_waits()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> RunningEmulator:
