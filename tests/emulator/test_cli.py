@@ -23,7 +23,7 @@ WALRUSDS = [sys.executable, "-m", "walrusds"]
 def emulator_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc = subprocess.Popen(
         [*WALRUSDS, "emulator", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
-         "--max-body-size", "100", "--start-epoch", "7"],
+         "--max-body-size", "100", "--start-epoch", "7", "--connection-bandwidth", "1GB/s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -40,12 +40,16 @@ def emulator_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], st
 def test_cli_serves_and_stops_on_sigterm(
         emulator_process: tuple[subprocess.Popen[str], str]) -> None:
     proc, url = emulator_process
+    assert proc.stdout is not None
+    assert "distant network: 0 ms, 1 GB/s per connection" in proc.stdout.readline()
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/status").text == "OK"
         assert client.put("/v1/blobs", content=b"x" * 101).status_code == 413
         created = client.put("/v1/blobs", content=b"x" * 100).json()["newlyCreated"]
         assert created["blobObject"]["registeredEpoch"] == 7
         assert client.get("/_emulator/epoch").json() == {"epoch": 7}
+        assert client.get("/_emulator/network").json() == {
+            "latency": 0.0, "bandwidth": None, "connection_bandwidth": 1e9}
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0

@@ -210,6 +210,23 @@ async def test_faults_keep_working_under_a_profile(start: Starter) -> None:
         assert (await http.get(f"/v1/blobs/{blob_id}", headers=span)).content == BODY[:10_000]
 
 
+async def test_stopping_the_emulator_ends_latencies_and_pacing_at_once(start: Starter) -> None:
+    running = await start()
+    async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+        blob_id = await store_id(http, BODY)
+        # Without the release, the read would take 10 s and the status call 30 s.
+        running.emulator.network.set(NetworkProfile(connection_bandwidth=100_000))
+        read = asyncio.create_task(http.get(f"/v1/blobs/{blob_id}"))
+        await asyncio.sleep(0.3)
+        running.emulator.network.set(NetworkProfile(latency=30))
+        status = asyncio.create_task(http.get("/status"))
+        await asyncio.sleep(0.3)
+        _, elapsed = await timed(running.stop())
+        assert elapsed < 1.5
+        assert (await read).content == BODY
+        assert (await status).text == "OK"
+
+
 @pytest.mark.parametrize(("text", "seconds"), [
     ("100ms", 0.1), ("0.1s", 0.1), ("1.5 s", 1.5), (".5ms", 0.0005), ("0", 0.0), ("60s", 60.0),
 ])
